@@ -1,0 +1,47 @@
+# chargeback-operator: one target per job. `make help` lists them.
+SHELL := bash
+.ONESHELL:
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@echo "[make] Creating the Python environment in $(VENV)"
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## Create the Python environment (.venv) with the dev extras
+
+tools: ## Install/build Prometheus, PostgreSQL, etcd, kube-apiserver, helm (idempotent)
+	bash hack/tools.sh
+
+lint: venv ## ruff, ruff format --check, mypy strict, import-linter
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: venv ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix operator tests
+	$(BIN)/ruff format operator tests
+
+test: venv tools ## Run the whole test suite against real components
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: venv tools ## Run the local demo (control plane, Prometheus, operator, report)
+	$(BIN)/chargeback demo
+
+clean: ## Remove the Python environment and caches (not the tool cache)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+.PHONY: help venv tools lint format test demo clean

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Installs or builds everything the tests and the demo need, skipping what is already there.
+#
+#   - Debian packages: prometheus (with promtool), postgresql
+#   - etcd, kube-apiserver, kube-controller-manager, kubectl and helm, built from the Go module
+#     proxy into a versioned cache outside the repository (see docs/development.md).
+#
+# Idempotent: a second run prints what it found and exits in seconds.
+set -euo pipefail
+
+K8S_VERSION="${K8S_VERSION:-v1.36.3}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+CACHE_ROOT="${CHARGEBACK_CACHE:-$HOME/.cache/chargeback}"
+BIN_DIR="$CACHE_ROOT/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
+WORK_DIR="$CACHE_ROOT/build"
+
+log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+apt_install() {
+  local missing=()
+  command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  if [ ${#missing[@]} -eq 0 ]; then
+    log "Debian packages present: prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'), postgresql $(ls /usr/lib/postgresql)"
+    return
+  fi
+  log "Installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # The package starts system services we do not use; our fixtures run private instances.
+  systemctl disable --now prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true
+  pkill -x prometheus >/dev/null 2>&1 || true
+}
+
+build_k8s() {
+  if [ -x "$BIN_DIR/kube-apiserver" ] && [ -x "$BIN_DIR/kube-controller-manager" ] && [ -x "$BIN_DIR/kubectl" ]; then
+    log "Kubernetes $K8S_VERSION present in $BIN_DIR"
+    return
+  fi
+  local minor patch mod="$WORK_DIR/k8s-$K8S_VERSION"
+  minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+  patch=$(echo "$K8S_VERSION" | cut -d. -f3)
+  log "Building Kubernetes $K8S_VERSION (kube-apiserver, kube-controller-manager, kubectl); cold build takes 15-30 min on 2 cores"
+  rm -rf "$mod"  # the wrapper is generated; start it afresh so a failed attempt leaves no trace
+  mkdir -p "$mod" "$BIN_DIR"
+  cd "$mod"
+  go mod init chargeback.local/k8s-tools >/dev/null 2>&1
+  local gomod
+  gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
+  # Staging modules are required as v0.0.0 and replaced by ./staging paths upstream; a wrapper
+  # module ignores those replaces, so point each at its published v0.<minor>.<patch> release.
+  awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod" | sort -u | while read -r m; do
+    go mod edit -replace "$m=$m@v0.$minor.$patch"
+  done
+  go mod edit -require "k8s.io/kubernetes@$K8S_VERSION"
+  log "Resolving modules"
+  go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION" "k8s.io/kubernetes/cmd/kubectl@$K8S_VERSION"
+  local pkg=k8s.io/component-base/version
+  local ldflags="-s -w -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+  log "Compiling (progress: packages built so far are listed with -v)"
+  CGO_ENABLED=0 go build -v -trimpath -ldflags "$ldflags" -o "$BIN_DIR/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl 2>&1 |
+    awk '{n++; if (n % 200 == 0) {printf "[tools] compiled %d packages (last: %s)\n", n, $0; fflush()}}'
+  [ -x "$BIN_DIR/kube-apiserver" ] || { log "kube-apiserver build failed"; exit 1; }
+  log "Built $("$BIN_DIR/kube-apiserver" --version)"
+}
+
+build_etcd() {
+  if [ -x "$BIN_DIR/etcd" ]; then
+    log "etcd $ETCD_VERSION present"
+    return
+  fi
+  local mod="$WORK_DIR/etcd-$ETCD_VERSION"
+  log "Building etcd $ETCD_VERSION"
+  mkdir -p "$mod" "$BIN_DIR"
+  cd "$mod"
+  [ -f go.mod ] || go mod init chargeback.local/etcd-tools >/dev/null 2>&1
+  go get -tool "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/etcd" go.etcd.io/etcd/server/v3
+  log "Built $("$BIN_DIR/etcd" --version | head -1)"
+}
+
+build_helm() {
+  if [ -x "$BIN_DIR/helm" ]; then
+    log "helm $HELM_VERSION present"
+    return
+  fi
+  local minor
+  minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+  log "Building helm $HELM_VERSION"
+  mkdir -p "$BIN_DIR"
+  CGO_ENABLED=0 GOBIN="$BIN_DIR" go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  log "Built helm $("$BIN_DIR/helm" version --short)"
+}
+
+main() {
+  local start=$SECONDS
+  apt_install
+  build_etcd
+  build_helm
+  build_k8s
+  ln -sfn "$BIN_DIR" "$CACHE_ROOT/bin/current"
+  log "All tools ready in $BIN_DIR ($((SECONDS - start)) s)"
+}
+
+case "${1:-all}" in
+  bin-dir) echo "$BIN_DIR" ;;
+  all) main ;;
+  *) echo "usage: $0 [all|bin-dir]" >&2; exit 2 ;;
+esac

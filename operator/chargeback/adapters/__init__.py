@@ -1,0 +1,1 @@
+"""Adapters: the only code that does I/O (Prometheus, Kubernetes, the SQL ledger, metrics)."""

@@ -1,0 +1,1 @@
+"""Pure domain logic: periods, counter accounting, pricing, attribution, report assembly."""

@@ -1,0 +1,1 @@
+"""Services: orchestration of domain logic with injected adapters (collect, report, dashboards)."""

@@ -1,0 +1,113 @@
+"""A real Prometheus on loopback over a TSDB backfilled from OpenMetrics text with promtool."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from chargeback.testing.process import ComponentError, ManagedProcess, free_port
+from chargeback.testing.tools import binary
+
+START_TIMEOUT = 60.0
+_CONFIG = "global:\n  scrape_interval: 1m\n  evaluation_interval: 1m\nscrape_configs: []\n"
+
+
+def backfill(openmetrics: str | Path, tsdb_dir: Path) -> None:
+    """Turn OpenMetrics text (ending in ``# EOF``) into TSDB blocks with ``promtool``."""
+    tsdb_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(openmetrics, Path):
+        source = openmetrics
+    else:
+        source = tsdb_dir.parent / "backfill.om"
+        source.write_text(openmetrics)
+    result = subprocess.run(
+        [str(binary("promtool")), "tsdb", "create-blocks-from", "openmetrics",
+         str(source), str(tsdb_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise ComponentError(f"promtool backfill failed: {result.stderr[-2000:]}")
+
+
+class PrometheusServer:
+    """One Prometheus process with its own data directory; restartable on the same port."""
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        *,
+        openmetrics: str | Path | None = None,
+        retention: str = "100y",
+    ) -> None:
+        self._owns_dir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="chargeback-prom-"))
+        self.tsdb = self.workdir / "tsdb"
+        self.retention = retention
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        if openmetrics is not None:
+            backfill(openmetrics, self.tsdb)
+        (self.workdir / "prometheus.yml").write_text(_CONFIG)
+        self.process = ManagedProcess(
+            "prometheus",
+            [
+                str(binary("prometheus")),
+                f"--config.file={self.workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.tsdb}",
+                f"--storage.tsdb.retention.time={retention}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+            ],
+            self.workdir / "prometheus.log",
+        )
+
+    def start(self) -> str:
+        """Start Prometheus and wait until it answers queries; return its URL."""
+        self.process.start()
+        self.process.wait_ready(self._ready, START_TIMEOUT)
+        return self.url
+
+    def _ready(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/-/ready", timeout=5) as response:  # noqa: S310
+            return bool(response.status == 200)
+
+    def stop(self) -> None:
+        """Stop the process, keeping its data for a later start."""
+        self.process.stop()
+
+    def close(self) -> None:
+        """Stop and remove the data directory."""
+        self.stop()
+        if self._owns_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def query(self, promql: str, at: float | None = None) -> list[dict[str, object]]:
+        """Run an instant query and return the result vector (a test convenience)."""
+        params = {"query": promql}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310
+            body = json.load(response)
+        if body.get("status") != "success":
+            raise ComponentError(f"query failed: {body}")
+        result: list[dict[str, object]] = body["data"]["result"]
+        return result
+
+    def __enter__(self) -> PrometheusServer:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,31 @@
+"""Where the platform's binaries live: the versioned build cache and Debian's packages."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from pathlib import Path
+
+from chargeback.testing.process import ComponentError
+
+CACHE_ROOT = Path(os.environ.get("CHARGEBACK_CACHE", Path.home() / ".cache" / "chargeback"))
+
+
+def bin_dir() -> Path:
+    """The directory holding etcd, kube-apiserver, kube-controller-manager, kubectl and helm."""
+    override = os.environ.get("CHARGEBACK_BIN_DIR")
+    return Path(override) if override else CACHE_ROOT / "bin" / "current"
+
+
+def binary(name: str) -> Path:
+    """Locate a tool by name, in the build cache first, then Debian's locations and PATH."""
+    candidates = [bin_dir() / name]
+    candidates += [Path(p) for p in sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[::-1]]
+    found = shutil.which(name)
+    if found:
+        candidates.append(Path(found))
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise ComponentError(f"{name} not found (looked in {bin_dir()} and PATH); run `make tools`")
