@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -238,5 +239,6 @@ def test_pod_security_admission_rejects_privileged_pods(
     with pytest.raises(ApiException) as err:
         core.create_namespaced_pod(namespace, _privileged_pod(), dry_run="All")
     assert err.value.status == 403
-    assert 'violates PodSecurity "restricted:latest"' in err.value.body
-    assert "privileged" in err.value.body
+    message = json.loads(err.value.body)["message"]
+    assert 'violates PodSecurity "restricted:latest"' in message
+    assert "privileged" in message
