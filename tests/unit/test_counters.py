@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -48,7 +50,7 @@ def fast_usage(samples: list[Sample], edges: list[int], previous: int | None) ->
     """The collector's path: per window only the summary, plus raw samples when it has resets."""
     usage = []
     state = previous
-    for start, end in zip(edges, edges[1:], strict=False):
+    for start, end in itertools.pairwise(edges):
         window = summarise([s for s in samples if start < s.t_ms <= end])
         if window is None:
             usage.append(0)

@@ -16,6 +16,7 @@ agree.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -124,7 +125,7 @@ def summarise(samples: Sequence[Sample]) -> WindowSummary | None:
         return None
     ordered = sorted(samples, key=lambda s: s.t_ms)
     values = [s.value for s in ordered]
-    resets = sum(1 for before, after in zip(values, values[1:], strict=False) if after < before)
+    resets = sum(1 for before, after in itertools.pairwise(values) if after < before)
     return WindowSummary(
         last=values[-1],
         minimum=min(values),
