@@ -12,8 +12,8 @@ from chargeback.domain.counters import (
     AccountingError,
     Sample,
     WindowSummary,
+    account_first_data,
     advance,
-    advance_from_baseline,
     increase,
     reference_usage,
     summarise,
@@ -78,16 +78,15 @@ def test_any_tiling_sums_to_total_observed_usage(data: st.DataObject) -> None:
     assert sum(reference_usage(samples, [-1, samples[-1].t_ms if samples else 0], None)) == total
 
 
-@given(histories())
-def test_baseline_ignores_the_first_value(samples: list[Sample]) -> None:
-    window = summarise(samples)
-    if window is None:
-        return
-    used, state = advance_from_baseline(window)
-    assert used == sum(
-        reference_usage(samples[1:], [samples[0].t_ms, samples[-1].t_ms], samples[0].value)
-    )
-    assert state == samples[-1].value
+def test_first_data_treats_early_series_as_baselines() -> None:
+    raw = {
+        "early": (Sample(1_000, 500), Sample(61_000, 530)),
+        "settling": (Sample(200_000, 40), Sample(260_000, 45)),
+        "new": (Sample(900_000, 12), Sample(960_000, 3)),
+    }
+    per_series, first_ms = account_first_data(raw, settle_ms=300_000)
+    assert first_ms == 1_000
+    assert per_series == {"early": (30, 530), "settling": (5, 45), "new": (15, 3)}
 
 
 def test_reset_at_window_edge_counts_new_value_from_zero() -> None:

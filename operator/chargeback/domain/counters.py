@@ -134,16 +134,22 @@ def summarise(samples: Sequence[Sample]) -> WindowSummary | None:
     )
 
 
-def advance_from_baseline(window: WindowSummary) -> tuple[int, int]:
-    """Like :func:`advance` for a series that existed before observation began.
+def account_first_data(
+    raw: dict[str, tuple[Sample, ...]], settle_ms: int
+) -> tuple[dict[str, tuple[int, int]], int]:
+    """Usage and state per series in the first window in which a source has any data.
 
-    Its first sample in the window is a baseline, not usage: we cannot know how much of that value
-    was counted before we could see it.
+    Series whose first sample lies within ``settle_ms`` of the earliest sample existed before we
+    could see them: their first value is a baseline, not usage. Series that appear later are new
+    and count from zero. Returns the per-series (usage, state) and the earliest sample time.
     """
-    if window.resets:
-        if not window.samples:
-            raise AccountingError("a window with resets needs its raw samples")
-        first, rest = window.samples[0], window.samples[1:]
-        used, state = usage_of_samples(first.value, rest)
-        return used, state if state is not None else first.value
-    return window.last - window.minimum, window.last
+    first_ms = min(samples[0].t_ms for samples in raw.values() if samples)
+    per_series: dict[str, tuple[int, int]] = {}
+    for key, samples in raw.items():
+        if not samples:
+            continue
+        pre_existing = samples[0].t_ms <= first_ms + settle_ms
+        previous = samples[0].value if pre_existing else None
+        used, _ = usage_of_samples(previous, samples[1:] if pre_existing else samples)
+        per_series[key] = (used, samples[-1].value)
+    return per_series, first_ms

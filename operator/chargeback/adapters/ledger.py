@@ -1,0 +1,345 @@
+"""The durable usage ledger (SQLAlchemy Core): SQLite by default, PostgreSQL by DSN.
+
+What it keeps per source: usage per closed bucket and dimensions, per-series counter state, a
+watermark (usage is complete up to it) and recorded gaps. One collection step is one
+transaction: the watermark moves from ``a`` to ``b`` only if it still is ``a``, so a step re-run
+after a crash, or run twice by two processes at once, is counted once. The schema is versioned;
+migrations run in order on open.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version", metadata, sa.Column("version", sa.Integer, nullable=False)
+)
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("definition", sa.Text, nullable=False),
+    sa.Column("metric", sa.String(200), nullable=False),
+    sa.Column("bucket_ms", sa.BigInteger, nullable=False),
+    sa.Column("start_ms", sa.BigInteger, nullable=False),
+    sa.Column("watermark_ms", sa.BigInteger, nullable=False),
+    sa.Column("observing", sa.Boolean, nullable=False),
+)
+series_state = sa.Table(
+    "series_state",
+    metadata,
+    sa.Column("source_id", sa.String(32), primary_key=True),
+    sa.Column("series_key", sa.Text, primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+    sa.Column("seen_ms", sa.BigInteger, nullable=False),
+)
+usage = sa.Table(
+    "usage",
+    metadata,
+    sa.Column("source_id", sa.String(32), nullable=False),
+    sa.Column("bucket_start_ms", sa.BigInteger, nullable=False),
+    sa.Column("user", sa.String(256), nullable=False),
+    sa.Column("tier", sa.String(256), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("extra", sa.Text, nullable=False),
+    sa.Column("tokens", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("source_id", "bucket_start_ms", "user", "tier", "model", "extra"),
+)
+gaps = sa.Table(
+    "gaps",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source_id", sa.String(32), nullable=False),
+    sa.Column("start_ms", sa.BigInteger, nullable=False),
+    sa.Column("end_ms", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
+
+def _migration_1(conn: Connection) -> None:
+    for table in (sources, series_state, usage, gaps):
+        table.create(conn)
+    sa.Index("usage_by_time", usage.c.source_id, usage.c.bucket_start_ms).create(conn)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1]
+"""Schema migrations in order; the schema version is the number applied. Append, never edit."""
+
+
+class LedgerError(RuntimeError):
+    """The ledger cannot be opened or written."""
+
+
+class StepConflict(LedgerError):
+    """Another writer moved the watermark first; this step was not applied (nothing counted)."""
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """A source as the ledger knows it."""
+
+    id: str
+    definition: dict[str, Any]
+    metric: str
+    bucket_ms: int
+    start_ms: int
+    watermark_ms: int
+    observing: bool
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """Tokens of one bucket and one combination of dimensions."""
+
+    bucket_start_ms: int
+    user: str
+    tier: str
+    model: str
+    extra: tuple[tuple[str, str], ...]
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A time range whose usage Prometheus could no longer show us."""
+
+    start_ms: int
+    end_ms: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """Everything one collection step writes, applied atomically by :meth:`Ledger.apply_step`."""
+
+    source_id: str
+    from_ms: int
+    to_ms: int
+    usage: list[UsageRow]
+    states: dict[str, int]
+    drop_states: bool = False
+    observing: bool = True
+    gap: Gap | None = None
+
+
+def _extra_text(extra: Iterable[tuple[str, str]]) -> str:
+    return json.dumps(dict(sorted(extra)), sort_keys=True, separators=(",", ":"))
+
+
+class Ledger:
+    """Access to one ledger database."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        kwargs: dict[str, Any] = {}
+        if dsn.startswith("sqlite"):
+            # Writers wait for each other instead of failing; WAL lets readers run meanwhile.
+            kwargs["connect_args"] = {"timeout": 30}
+        self.engine: Engine = sa.create_engine(dsn, **kwargs)
+        if dsn.startswith("sqlite"):
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.migrate()
+
+    def close(self) -> None:
+        """Dispose of the connection pool."""
+        self.engine.dispose()
+
+    def migrate(self) -> int:
+        """Apply pending migrations; return the schema version."""
+        with self.engine.begin() as conn:
+            if not sa.inspect(conn).has_table("schema_version"):
+                schema_version.create(conn)
+                conn.execute(schema_version.insert().values(version=0))
+            current = conn.execute(sa.select(schema_version.c.version)).scalar_one()
+            if current > len(MIGRATIONS):
+                raise LedgerError(
+                    f"ledger schema version {current} is newer than this operator "
+                    f"({len(MIGRATIONS)}); upgrade the operator"
+                )
+            for number in range(current, len(MIGRATIONS)):
+                MIGRATIONS[number](conn)
+            conn.execute(schema_version.update().values(version=len(MIGRATIONS)))
+            return len(MIGRATIONS)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def source(self, source_id: str) -> SourceRecord | None:
+        """The stored source, or None when it was never collected."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(sources).where(sources.c.id == source_id)).first()
+        if row is None:
+            return None
+        return SourceRecord(
+            id=row.id,
+            definition=json.loads(row.definition),
+            metric=row.metric,
+            bucket_ms=row.bucket_ms,
+            start_ms=row.start_ms,
+            watermark_ms=row.watermark_ms,
+            observing=row.observing,
+        )
+
+    def list_sources(self) -> list[SourceRecord]:
+        """Every source in the ledger."""
+        with self.engine.connect() as conn:
+            ids = conn.execute(sa.select(sources.c.id).order_by(sources.c.id)).scalars().all()
+        return [record for i in ids if (record := self.source(i)) is not None]
+
+    def bootstrap(
+        self,
+        record: SourceRecord,
+        states: dict[str, int],
+    ) -> SourceRecord:
+        """Register a source with its baseline counter states; a no-op if it already exists."""
+        with self._tx() as conn:
+            existing = conn.execute(sa.select(sources.c.id).where(sources.c.id == record.id))
+            if existing.first() is not None:
+                return self.source(record.id) or record
+            conn.execute(
+                sources.insert().values(
+                    id=record.id,
+                    definition=json.dumps(record.definition, sort_keys=True),
+                    metric=record.metric,
+                    bucket_ms=record.bucket_ms,
+                    start_ms=record.start_ms,
+                    watermark_ms=record.watermark_ms,
+                    observing=record.observing,
+                )
+            )
+            self._write_states(conn, record.id, states, record.watermark_ms)
+        return record
+
+    def states(self, source_id: str) -> dict[str, int]:
+        """Per-series counter state (series key -> last value)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(series_state.c.series_key, series_state.c.value).where(
+                    series_state.c.source_id == source_id
+                )
+            )
+            return dict(rows.tuples().all())
+
+    def apply_step(self, step: Step) -> None:
+        """Apply one collection step atomically; raise StepConflict if the watermark moved."""
+        with self._tx() as conn:
+            moved = conn.execute(
+                sources.update()
+                .where(sources.c.id == step.source_id)
+                .where(sources.c.watermark_ms == step.from_ms)
+                .values(watermark_ms=step.to_ms, observing=step.observing)
+            )
+            if moved.rowcount != 1:
+                raise StepConflict(
+                    f"source {step.source_id}: watermark is no longer at {step.from_ms}; "
+                    "another collector applied this step"
+                )
+            if step.usage:
+                conn.execute(
+                    usage.insert(),
+                    [
+                        {
+                            "source_id": step.source_id,
+                            "bucket_start_ms": row.bucket_start_ms,
+                            "user": row.user,
+                            "tier": row.tier,
+                            "model": row.model,
+                            "extra": _extra_text(row.extra),
+                            "tokens": row.tokens,
+                        }
+                        for row in step.usage
+                    ],
+                )
+            if step.drop_states:
+                conn.execute(
+                    series_state.delete().where(series_state.c.source_id == step.source_id)
+                )
+            self._write_states(conn, step.source_id, step.states, step.to_ms)
+            if step.gap is not None:
+                self._record_gap(conn, step.source_id, step.gap)
+
+    def _write_states(
+        self, conn: Connection, source_id: str, states: dict[str, int], seen_ms: int
+    ) -> None:
+        if not states:
+            return
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        statement = insert(series_state)
+        upsert = statement.on_conflict_do_update(
+            index_elements=[series_state.c.source_id, series_state.c.series_key],
+            set_={"value": statement.excluded.value, "seen_ms": statement.excluded.seen_ms},
+        )
+        conn.execute(
+            upsert,
+            [
+                {"source_id": source_id, "series_key": k, "value": v, "seen_ms": seen_ms}
+                for k, v in states.items()
+            ],
+        )
+
+    def _record_gap(self, conn: Connection, source_id: str, gap: Gap) -> None:
+        # A gap continuing the previous one with the same reason extends it.
+        previous = conn.execute(
+            sa.select(gaps)
+            .where(gaps.c.source_id == source_id)
+            .where(gaps.c.end_ms == gap.start_ms)
+            .where(gaps.c.reason == gap.reason)
+        ).first()
+        if previous is not None:
+            conn.execute(gaps.update().where(gaps.c.id == previous.id).values(end_ms=gap.end_ms))
+        else:
+            conn.execute(
+                gaps.insert().values(
+                    source_id=source_id, start_ms=gap.start_ms, end_ms=gap.end_ms, reason=gap.reason
+                )
+            )
+
+    def usage(
+        self, source_id: str, start_ms: int | None = None, end_ms: int | None = None
+    ) -> list[UsageRow]:
+        """Usage rows of a source with bucket start in [start_ms, end_ms)."""
+        query = sa.select(usage).where(usage.c.source_id == source_id)
+        if start_ms is not None:
+            query = query.where(usage.c.bucket_start_ms >= start_ms)
+        if end_ms is not None:
+            query = query.where(usage.c.bucket_start_ms < end_ms)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(usage.c.bucket_start_ms)).all()
+        return [
+            UsageRow(
+                bucket_start_ms=r.bucket_start_ms,
+                user=r.user,
+                tier=r.tier,
+                model=r.model,
+                extra=tuple(sorted(json.loads(r.extra).items())),
+                tokens=r.tokens,
+            )
+            for r in rows
+        ]
+
+    def gaps(self, source_id: str) -> list[Gap]:
+        """Recorded gaps of a source, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(gaps).where(gaps.c.source_id == source_id).order_by(gaps.c.start_ms)
+            ).all()
+        return [Gap(r.start_ms, r.end_ms, r.reason) for r in rows]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

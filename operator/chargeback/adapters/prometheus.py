@@ -1,0 +1,204 @@
+"""Prometheus (or Thanos Querier / Mimir) over its HTTP API, with clear errors.
+
+Credentials are operator settings: a bearer token *file* re-read for every request (projected
+ServiceAccount tokens rotate) and a CA bundle. Errors are classified so callers can tell a bad
+query from an unreachable server, a rejected credential, or a query too large to run in one go.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
+
+from chargeback.domain.buckets import from_ms
+from chargeback.domain.counters import Sample
+from chargeback.domain.series import series_key
+
+
+class PrometheusError(RuntimeError):
+    """Base of every Prometheus failure; the message names the cause."""
+
+
+class PrometheusUnavailable(PrometheusError):
+    """Prometheus could not be reached (connection refused, timeout, TLS failure)."""
+
+
+class PrometheusAuthError(PrometheusError):
+    """Prometheus rejected our credentials (HTTP 401/403)."""
+
+
+class PrometheusQueryError(PrometheusError):
+    """Prometheus rejected a query (HTTP 400/422)."""
+
+
+class QueryTooLarge(PrometheusError):
+    """A query exceeded Prometheus' sample or time limits; split it and try again."""
+
+
+@dataclass(frozen=True)
+class PrometheusSettings:
+    """How to reach Prometheus. These are operator settings, never tenant input."""
+
+    url: str
+    token_file: Path | None = None
+    ca_file: Path | None = None
+    verify_tls: bool = True
+    timeout_s: float = 60.0
+    retries: int = 2
+
+
+def _as_int(text: str, query: str) -> int:
+    value = float(text)
+    if not math.isfinite(value) or value != int(value) or value < 0:
+        raise PrometheusQueryError(
+            f"counter value {text!r} from {query!r} is not a non-negative whole number of tokens"
+        )
+    return int(value)
+
+
+class PrometheusClient:
+    """Typed queries over prometheus-api-client with retries and classified errors."""
+
+    _TOO_LARGE = re.compile(r"too many samples|query timed out|timeout", re.IGNORECASE)
+
+    def __init__(self, settings: PrometheusSettings) -> None:
+        self.settings = settings
+        session = requests.Session()
+        if not settings.verify_tls:
+            session.verify = False
+        elif settings.ca_file is not None:
+            session.verify = str(settings.ca_file)
+        retry = Retry(
+            total=settings.retries,
+            connect=settings.retries,
+            read=settings.retries,
+            backoff_factor=0.5,
+            status_forcelist=(429, 502, 504),
+            allowed_methods=("GET", "POST"),
+            raise_on_status=False,
+        )
+        self._client = PrometheusConnect(
+            url=settings.url.rstrip("/"),
+            session=session,
+            retry=retry,
+            timeout=int(settings.timeout_s),
+            method="POST",
+        )
+        self._closed_ranges: bool | None = None
+
+    def close(self) -> None:
+        """Release the HTTP session."""
+        self._client.close()
+
+    def _headers(self) -> dict[str, str]:
+        token_file = self.settings.token_file
+        if token_file is None:
+            return {}
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise PrometheusAuthError(f"cannot read the token file {token_file}: {exc}") from exc
+        return {"Authorization": f"Bearer {token}"}
+
+    def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+        self._client.headers = self._headers()
+        url = self.settings.url
+        try:
+            return func(*args, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            raise PrometheusUnavailable(
+                f"TLS verification with Prometheus at {url} failed (check the CA bundle"
+                f"{' ' + str(self.settings.ca_file) if self.settings.ca_file else ''}): {exc}"
+            ) from exc
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise PrometheusUnavailable(f"Prometheus at {url} is unreachable: {exc}") from exc
+        except requests.exceptions.RetryError as exc:
+            raise PrometheusUnavailable(f"Prometheus at {url} kept failing: {exc}") from exc
+        except PrometheusApiClientException as exc:
+            raise self._classify(str(exc), what) from exc
+
+    def _classify(self, message: str, what: str) -> PrometheusError:
+        status = re.search(r"HTTP Status Code (\d+)", message)
+        code = int(status.group(1)) if status else 0
+        detail = message
+        error = re.search(r'"error":"((?:[^"\\]|\\.)*)"', message)
+        if error:
+            detail = error.group(1)
+        url = self.settings.url
+        if code in (401, 403):
+            hint = f" (token file {self.settings.token_file})" if self.settings.token_file else ""
+            return PrometheusAuthError(
+                f"Prometheus at {url} rejected the credentials with HTTP {code}{hint}"
+            )
+        if self._TOO_LARGE.search(detail):
+            return QueryTooLarge(f"query too large for Prometheus ({detail}): {what}")
+        if code in (400, 422):
+            return PrometheusQueryError(f"Prometheus rejected the query {what!r}: {detail}")
+        return PrometheusUnavailable(f"Prometheus at {url} failed with HTTP {code}: {detail}")
+
+    def query(self, promql: str, at_ms: int) -> list[dict[str, Any]]:
+        """Instant query at ``at_ms``; the raw result list."""
+        result = self._call(
+            promql, self._client.custom_query, promql, params={"time": f"{at_ms / 1000:.3f}"}
+        )
+        return list(result or [])
+
+    def vector(self, promql: str, at_ms: int) -> dict[str, int]:
+        """Instant query returning a vector of whole numbers, keyed by series labels."""
+        return {
+            series_key(item["metric"]): _as_int(item["value"][1], promql)
+            for item in self.query(promql, at_ms)
+        }
+
+    def scalar_count(self, promql: str, at_ms: int) -> int:
+        """The single value of an aggregation like ``count(...)``, 0 when the result is empty."""
+        result = self.query(promql, at_ms)
+        return int(float(result[0]["value"][1])) if result else 0
+
+    def samples(self, promql: str, at_ms: int) -> dict[str, tuple[Sample, ...]]:
+        """Raw samples of a range-vector selector evaluated at ``at_ms``."""
+        return {
+            series_key(item["metric"]): tuple(
+                Sample(round(float(t) * 1000), _as_int(v, promql)) for t, v in item["values"]
+            )
+            for item in self.query(promql, at_ms)
+        }
+
+    def series_names(self, names: Sequence[str], start_ms: int, end_ms: int) -> set[str]:
+        """Which of the metric ``names`` have any series between ``start_ms`` and ``end_ms``."""
+        begin, end = from_ms(start_ms), from_ms(end_ms)
+        return {
+            name
+            for name in names
+            if self._call(f"series {name}", self._client.get_series, begin, end, {"match[]": name})
+        }
+
+    def closed_ranges(self) -> bool:
+        """Whether range selectors include their left edge (Prometheus 2.x) or not (3.x)."""
+        if self._closed_ranges is None:
+            version = self._call("buildinfo", self._buildinfo_version)
+            major = re.match(r"(\d+)", version)
+            self._closed_ranges = bool(major and int(major.group(1)) < 3)
+        return self._closed_ranges
+
+    def _buildinfo_version(self) -> str:
+        session = self._client._session
+        response = session.get(
+            f"{self._client.url}/api/v1/status/buildinfo",
+            headers=self._client.headers,
+            timeout=self.settings.timeout_s,
+        )
+        if response.status_code != 200:
+            raise PrometheusApiClientException(
+                f"HTTP Status Code {response.status_code} ({response.content!r})"
+            )
+        return str(response.json()["data"]["version"])

@@ -1,0 +1,82 @@
+"""Safe PromQL construction: parse user selectors, accept only label matchers, escape values."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import promql_parser
+
+_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_OPS = {
+    promql_parser.MatchOp.Equal: "=",
+    promql_parser.MatchOp.NotEqual: "!=",
+    promql_parser.MatchOp.Re: "=~",
+    promql_parser.MatchOp.NotRe: "!~",
+}
+
+
+class SelectorError(ValueError):
+    """A selector is not a plain list of label matchers."""
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """One label matcher, e.g. model != ""."""
+
+    label: str
+    op: str
+    value: str
+
+    def render(self) -> str:
+        """PromQL text with the value escaped as a double-quoted string."""
+        return f"{self.label}{self.op}{quote(self.value)}"
+
+
+def quote(value: str) -> str:
+    """Quote a label value for PromQL: backslashes, quotes and newlines escaped."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def parse_selector(text: str) -> tuple[Matcher, ...]:
+    """Parse ``text`` (with or without braces) into label matchers; reject anything else."""
+    stripped = text.strip()
+    if not stripped:
+        return ()
+    body = stripped if stripped.startswith("{") else "{" + stripped + "}"
+    try:
+        expr = promql_parser.parse(body)
+    except ValueError as exc:
+        raise SelectorError(f"selector {text!r} is not valid PromQL: {exc}") from exc
+    if not isinstance(expr, promql_parser.VectorSelector):
+        kind = type(expr).__name__
+        raise SelectorError(f"selector {text!r} must be label matchers only, not a {kind}")
+    if expr.name or expr.offset is not None or expr.at is not None:
+        raise SelectorError(
+            f"selector {text!r} must not name a metric or use offset/@; give label matchers only"
+        )
+    if expr.matchers.or_matchers:
+        raise SelectorError(f"selector {text!r} must not use 'or' between matchers")
+    matchers = []
+    for raw in expr.matchers.matchers:
+        if raw.name == "__name__":
+            raise SelectorError(f"selector {text!r} must not match on __name__")
+        if not _LABEL.match(raw.name):
+            raise SelectorError(f"selector {text!r}: invalid label name {raw.name!r}")
+        matchers.append(Matcher(raw.name, _OPS[raw.op], raw.value))
+    return tuple(matchers)
+
+
+def series_selector(metric: str, matchers: tuple[Matcher, ...]) -> str:
+    """``metric{matchers}`` as PromQL text."""
+    if not re.match(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", metric):
+        raise SelectorError(f"invalid metric name {metric!r}")
+    inner = ",".join(m.render() for m in matchers)
+    return f"{metric}{{{inner}}}" if inner else metric
+
+
+def exact_selector(metric: str, labels: dict[str, str]) -> str:
+    """A selector matching exactly one series with these labels (values escaped)."""
+    matchers = tuple(Matcher(k, "=", v) for k, v in sorted(labels.items()) if k != "__name__")
+    return series_selector(metric, matchers)
