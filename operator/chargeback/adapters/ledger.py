@@ -204,10 +204,21 @@ class Ledger:
         states: dict[str, int],
     ) -> SourceRecord:
         """Register a source with its baseline counter states; a no-op if it already exists."""
-        with self._tx() as conn:
-            existing = conn.execute(sa.select(sources.c.id).where(sources.c.id == record.id))
-            if existing.first() is not None:
-                return self.source(record.id) or record
+        try:
+            with self._tx() as conn:
+                self._insert_source(conn, record, states)
+        except sa.exc.IntegrityError:
+            pass  # another collector registered it first; theirs stands
+        stored = self.source(record.id)
+        if stored is None:  # pragma: no cover - just inserted or inserted by the other writer
+            raise LedgerError(f"source {record.id} vanished while bootstrapping")
+        return stored
+
+    def _insert_source(
+        self, conn: Connection, record: SourceRecord, states: dict[str, int]
+    ) -> None:
+        existing = conn.execute(sa.select(sources.c.id).where(sources.c.id == record.id))
+        if existing.first() is None:
             conn.execute(
                 sources.insert().values(
                     id=record.id,
@@ -220,7 +231,6 @@ class Ledger:
                 )
             )
             self._write_states(conn, record.id, states, record.watermark_ms)
-        return record
 
     def states(self, source_id: str) -> dict[str, int]:
         """Per-series counter state (series key -> last value)."""

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import promql_parser
 
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_OPS = {
-    promql_parser.MatchOp.Equal: "=",
-    promql_parser.MatchOp.NotEqual: "!=",
-    promql_parser.MatchOp.Re: "=~",
-    promql_parser.MatchOp.NotRe: "!~",
-}
+_OPS = (
+    (promql_parser.MatchOp.Equal, "="),
+    (promql_parser.MatchOp.NotEqual, "!="),
+    (promql_parser.MatchOp.Re, "=~"),
+    (promql_parser.MatchOp.NotRe, "!~"),
+)  # MatchOp is not hashable, so no dict
 
 
 class SelectorError(ValueError):
@@ -64,7 +64,10 @@ def parse_selector(text: str) -> tuple[Matcher, ...]:
             raise SelectorError(f"selector {text!r} must not match on __name__")
         if not _LABEL.match(raw.name):
             raise SelectorError(f"selector {text!r}: invalid label name {raw.name!r}")
-        matchers.append(Matcher(raw.name, _OPS[raw.op], raw.value))
+        op = next((text for kind, text in _OPS if raw.op == kind), None)
+        if op is None:
+            raise SelectorError(f"selector {text!r}: unsupported matcher {raw.op}")
+        matchers.append(Matcher(raw.name, op, raw.value))
     return tuple(matchers)
 
 

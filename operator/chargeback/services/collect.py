@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chargeback.adapters.ledger import Gap, Ledger, SourceRecord, Step, UsageRow
+from chargeback.adapters.ledger import Gap, Ledger, SourceRecord, Step, StepConflict, UsageRow
 from chargeback.adapters.prometheus import PrometheusClient, PrometheusQueryError, QueryTooLarge
 from chargeback.api.source import DEFAULT_METRICS, SourceSpec
 from chargeback.domain import buckets
@@ -64,6 +64,8 @@ class CollectResult:
     tokens: int = 0
     watermark_ms: int = 0
     gaps: list[Gap] = field(default_factory=list)
+    conflicted: bool = False
+    """Another collector applied a step first; this one stopped without counting it."""
 
 
 Progress = Callable[[int, int], None]
@@ -122,7 +124,12 @@ class Collector:
                 source, record, selector, a, b,
                 states=states, observing=observing, drop_states=drop_states,
             )  # fmt: skip
-            self.ledger.apply_step(step)
+            try:
+                self.ledger.apply_step(step)
+            except StepConflict:
+                log.warning("Stopped collecting source %s: another collector got ahead", record.id)
+                result.conflicted = True
+                break
             states.update(step.states)
             observing, drop_states = step.observing, False
             result.steps += 1
