@@ -54,6 +54,7 @@ usage = sa.Table(
     sa.Column("extra", sa.Text, nullable=False),
     sa.Column("tokens", sa.BigInteger, nullable=False),
     sa.UniqueConstraint("source_id", "bucket_start_ms", "user", "tier", "model", "extra"),
+    sa.Index("usage_by_time", "source_id", "bucket_start_ms"),
 )
 gaps = sa.Table(
     "gaps",
@@ -69,7 +70,6 @@ gaps = sa.Table(
 def _migration_1(conn: Connection) -> None:
     for table in (sources, series_state, usage, gaps):
         table.create(conn)
-    sa.Index("usage_by_time", usage.c.source_id, usage.c.bucket_start_ms).create(conn)
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1]
@@ -240,7 +240,7 @@ class Ledger:
                     series_state.c.source_id == source_id
                 )
             )
-            return dict(rows.tuples().all())
+            return {key: value for key, value in rows.all()}  # noqa: C416 - Row pairs
 
     def apply_step(self, step: Step) -> None:
         """Apply one collection step atomically; raise StepConflict if the watermark moved."""
