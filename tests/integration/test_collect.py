@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from chargeback.adapters.ledger import Ledger
+from chargeback.adapters.prometheus import PrometheusClient, PrometheusSettings
 from chargeback.api.source import SourceSpec
-from chargeback.services.collect import Collector
+from chargeback.services.collect import CollectError, Collector
 from chargeback.testing.prometheus import PrometheusServer
 from chargeback.testing.simulator import HOUR_MS
 from tests.integration.conftest import END, T0, Traffic, differences, ledger_totals
@@ -61,7 +62,7 @@ def test_concurrent_collectors_never_double_count(traffic: Traffic, ledger_dsn: 
     def run(ledger: Ledger) -> None:
         try:
             Collector(traffic.client(), ledger).collect(SOURCE, T0, END)
-        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
+        except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(ledger,)) for ledger in ledgers]
@@ -89,8 +90,6 @@ def test_retention_loss_is_a_recorded_gap(traffic: Traffic, tmp_path: Path) -> N
         if line.startswith("#") or float(line.rsplit(" ", 1)[1]) * 1000 >= kept_from
     ]
     with PrometheusServer(tmp_path / "short", openmetrics="\n".join(lines) + "\n") as short:
-        from chargeback.adapters.prometheus import PrometheusClient, PrometheusSettings
-
         later = Collector(PrometheusClient(PrometheusSettings(short.url)), ledger)
         result = later.collect(SOURCE, T0, END)
     gaps = ledger.gaps(first.source_id)
@@ -105,8 +104,6 @@ def test_retention_loss_is_a_recorded_gap(traffic: Traffic, tmp_path: Path) -> N
 
 
 def test_bad_metric_is_refused_and_nothing_written(traffic: Traffic, tmp_path: Path) -> None:
-    from chargeback.services.collect import CollectError
-
     ledger = Ledger(f"sqlite:///{tmp_path / 'bad.db'}")
     with pytest.raises(CollectError, match="metric no_such_metric has no series"):
         Collector(traffic.client(), ledger).collect(SourceSpec(metric="no_such_metric"), T0, END)

@@ -195,6 +195,8 @@ class PrometheusClient:
         response = session.get(
             f"{self._client.url}/api/v1/status/buildinfo",
             headers=self._client.headers,
+            # Explicit: requests would otherwise let REQUESTS_CA_BUNDLE override our CA file.
+            verify=session.verify,
             timeout=self.settings.timeout_s,
         )
         if response.status_code != 200:

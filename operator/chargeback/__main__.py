@@ -1,0 +1,5 @@
+"""``python -m chargeback``: the command line."""
+
+from chargeback.cli import main
+
+main()
