@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import itertools
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from chargeback.domain.counters import (
-    AccountingError,
     Sample,
-    WindowSummary,
+    State,
     account_first_data,
-    advance,
+    account_raw,
+    account_window,
     increase,
     reference_usage,
-    summarise,
 )
 
 
@@ -47,16 +45,24 @@ def tilings(draw: st.DrawFn, samples: list[Sample]) -> list[int]:
 
 
 def fast_usage(samples: list[Sample], edges: list[int], previous: int | None) -> list[int]:
-    """The collector's path: per window only the summary, plus raw samples when it has resets."""
+    """The collector's path, with Prometheus emulated: last value per window, resets flagged
+    from the previous window's start, raw samples only where account_window asks for them."""
+    states: dict[str, State] = {} if previous is None else {"s": (previous, -999)}
     usage = []
-    state = previous
-    for start, end in itertools.pairwise(edges):
-        window = summarise([s for s in samples if start < s.t_ms <= end])
-        if window is None:
+    for index, (start, end) in enumerate(itertools.pairwise(edges)):
+        since = edges[index - 1] if index else start - 10**12
+        window = [s for s in samples if start < s.t_ms <= end]
+        if not window:
             usage.append(0)
             continue
-        used, state = advance(state, window)
+        extended = [s.value for s in samples if since < s.t_ms <= end]
+        flagged = {"s"} if any(b < a for a, b in itertools.pairwise(extended)) else set()
+        resolved, needs_raw = account_window({"s": window[-1].value}, flagged, states, start)
+        if needs_raw:
+            resolved.update(account_raw({"s": tuple(window)}, states))
+        used, value = resolved["s"]
         usage.append(used)
+        states["s"] = (value, end)
     return usage
 
 
@@ -89,13 +95,13 @@ def test_first_data_treats_early_series_as_baselines() -> None:
     assert per_series == {"early": (30, 530), "settling": (5, 45), "new": (15, 3)}
 
 
-def test_reset_at_window_edge_counts_new_value_from_zero() -> None:
-    # State 100 before the window; the window starts at 5 (a restart) and grows to 9.
-    assert advance(100, WindowSummary(last=9, minimum=5, resets=0)) == (9, 9)
-    assert advance(100, WindowSummary(last=130, minimum=110, resets=0)) == (30, 130)
-    assert advance(None, WindowSummary(last=7, minimum=3, resets=0)) == (7, 7)
-
-
-def test_resets_without_raw_samples_are_refused() -> None:
-    with pytest.raises(AccountingError, match="raw samples"):
-        advance(1, WindowSummary(last=1, minimum=0, resets=1))
+def test_account_window_sends_only_doubtful_series_to_raw() -> None:
+    states: dict[str, State] = {"steady": (100, 60), "quiet": (50, 0), "dropped": (90, 60)}
+    last = {"steady": 130, "quiet": 70, "dropped": 20, "new": 7, "flagged": 5}
+    resolved, needs_raw = account_window(last, {"flagged"}, states, window_start=60)
+    assert resolved == {"steady": (30, 130), "new": (7, 7)}
+    # Last seen before the previous window, a drop the flags missed, and a flagged reset.
+    assert needs_raw == {"quiet", "dropped", "flagged"}
+    raw = {"quiet": (Sample(61, 40), Sample(90, 70)), "dropped": (Sample(70, 20),),
+           "flagged": (Sample(61, 3), Sample(70, 1), Sample(80, 5))}  # fmt: skip
+    assert account_raw(raw, states) == {"quiet": (70, 70), "dropped": (20, 20), "flagged": (8, 5)}

@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from chargeback.domain.counters import State
+
 metadata = sa.MetaData()
 
 schema_version = sa.Table(
@@ -127,6 +129,7 @@ class Step:
     to_ms: int
     usage: list[UsageRow]
     states: dict[str, int]
+    """New last value of every series seen in the window (seen at ``to_ms``)."""
     drop_states: bool = False
     observing: bool = True
     gap: Gap | None = None
@@ -198,11 +201,7 @@ class Ledger:
             ids = conn.execute(sa.select(sources.c.id).order_by(sources.c.id)).scalars().all()
         return [record for i in ids if (record := self.source(i)) is not None]
 
-    def bootstrap(
-        self,
-        record: SourceRecord,
-        states: dict[str, int],
-    ) -> SourceRecord:
+    def bootstrap(self, record: SourceRecord, states: dict[str, State]) -> SourceRecord:
         """Register a source with its baseline counter states; a no-op if it already exists."""
         try:
             with self._tx() as conn:
@@ -215,7 +214,7 @@ class Ledger:
         return stored
 
     def _insert_source(
-        self, conn: Connection, record: SourceRecord, states: dict[str, int]
+        self, conn: Connection, record: SourceRecord, states: dict[str, State]
     ) -> None:
         existing = conn.execute(sa.select(sources.c.id).where(sources.c.id == record.id))
         if existing.first() is None:
@@ -230,17 +229,14 @@ class Ledger:
                     observing=record.observing,
                 )
             )
-            self._write_states(conn, record.id, states, record.watermark_ms)
+            self._write_states(conn, record.id, states)
 
-    def states(self, source_id: str) -> dict[str, int]:
-        """Per-series counter state (series key -> last value)."""
+    def states(self, source_id: str) -> dict[str, State]:
+        """Per-series counter state: series key -> (last value, end of the window it was seen)."""
+        query = sa.select(series_state.c.series_key, series_state.c.value, series_state.c.seen_ms)
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(series_state.c.series_key, series_state.c.value).where(
-                    series_state.c.source_id == source_id
-                )
-            )
-            return {key: value for key, value in rows.all()}  # noqa: C416 - Row pairs
+            rows = conn.execute(query.where(series_state.c.source_id == source_id))
+            return {key: (value, seen) for key, value, seen in rows}
 
     def apply_step(self, step: Step) -> None:
         """Apply one collection step atomically; raise StepConflict if the watermark moved."""
@@ -276,13 +272,13 @@ class Ledger:
                 conn.execute(
                     series_state.delete().where(series_state.c.source_id == step.source_id)
                 )
-            self._write_states(conn, step.source_id, step.states, step.to_ms)
+            self._write_states(
+                conn, step.source_id, {k: (v, step.to_ms) for k, v in step.states.items()}
+            )
             if step.gap is not None:
                 self._record_gap(conn, step.source_id, step.gap)
 
-    def _write_states(
-        self, conn: Connection, source_id: str, states: dict[str, int], seen_ms: int
-    ) -> None:
+    def _write_states(self, conn: Connection, source_id: str, states: dict[str, State]) -> None:
         if not states:
             return
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
@@ -294,8 +290,8 @@ class Ledger:
         conn.execute(
             upsert,
             [
-                {"source_id": source_id, "series_key": k, "value": v, "seen_ms": seen_ms}
-                for k, v in states.items()
+                {"source_id": source_id, "series_key": k, "value": v, "seen_ms": seen}
+                for k, (v, seen) in states.items()
             ],
         )
 

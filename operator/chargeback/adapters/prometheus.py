@@ -7,6 +7,7 @@ query from an unreachable server, a rejected credential, or a query too large to
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -54,6 +55,21 @@ class PrometheusSettings:
     verify_tls: bool = True
     timeout_s: float = 60.0
     retries: int = 2
+
+
+def _lean_object(pairs: list[tuple[str, Any]]) -> Any:
+    """JSON object hook: label sets become key strings, result items (key, value) tuples."""
+    if (
+        len(pairs) == 2
+        and pairs[0][0] == "metric"
+        and isinstance(pairs[0][1], str)
+        and pairs[1][0] in ("value", "values")
+        and isinstance(pairs[1][1], list)
+    ):
+        return (pairs[0][1], pairs[1][1])
+    if all(isinstance(value, str) for _, value in pairs):
+        return series_key(dict(pairs))
+    return dict(pairs)
 
 
 def _as_int(text: str, query: str) -> int:
@@ -152,12 +168,37 @@ class PrometheusClient:
         )
         return list(result or [])
 
+    def _query_text(self, promql: str, at_ms: int) -> str:
+        """POST an instant query and return the body text (parsed by the caller, leanly)."""
+        # The client would parse whole bodies into dicts; we need the text.
+        session = self._client._session
+        response = session.post(
+            f"{self._client.url}/api/v1/query",
+            data={"query": promql, "time": f"{at_ms / 1000:.3f}"},
+            headers=self._client.headers,
+            verify=session.verify,
+            timeout=self.settings.timeout_s,
+        )
+        if response.status_code != 200:
+            raise PrometheusApiClientException(
+                f"HTTP Status Code {response.status_code} ({response.content!r})"
+            )
+        return str(response.text)
+
     def vector(self, promql: str, at_ms: int) -> dict[str, int]:
-        """Instant query returning a vector of whole numbers, keyed by series labels."""
-        return {
-            series_key(item["metric"]): _as_int(item["value"][1], promql)
-            for item in self.query(promql, at_ms)
-        }
+        """Instant query returning a vector of whole numbers, keyed by series identity.
+
+        Large vectors (100k series) are parsed without building a dict per series: each label
+        set becomes its canonical key string as soon as it is decoded.
+        """
+        text = self._call(promql, self._query_text, promql, at_ms)
+        body = json.loads(text, object_pairs_hook=_lean_object)
+        if not isinstance(body, dict) or body.get("status") != "success":
+            raise PrometheusQueryError(f"Prometheus answered {body.get('error')!r} to {promql!r}")
+        result: dict[str, int] = {}
+        for key, value in body["data"]["result"]:
+            result[key] = _as_int(value[1], promql)
+        return result
 
     def scalar_count(self, promql: str, at_ms: int) -> int:
         """The single value of an aggregation like ``count(...)``, 0 when the result is empty."""
@@ -166,11 +207,11 @@ class PrometheusClient:
 
     def samples(self, promql: str, at_ms: int) -> dict[str, tuple[Sample, ...]]:
         """Raw samples of a range-vector selector evaluated at ``at_ms``."""
+        text = self._call(promql, self._query_text, promql, at_ms)
+        body = json.loads(text, object_pairs_hook=_lean_object)
         return {
-            series_key(item["metric"]): tuple(
-                Sample(round(float(t) * 1000), _as_int(v, promql)) for t, v in item["values"]
-            )
-            for item in self.query(promql, at_ms)
+            key: tuple(Sample(round(float(t) * 1000), _as_int(v, promql)) for t, v in values)
+            for key, values in body["data"]["result"]
         }
 
     def series_names(self, names: Sequence[str], start_ms: int, end_ms: int) -> set[str]:

@@ -8,15 +8,14 @@ when observation began is only a baseline. Summed over consecutive buckets this 
 observed usage: nothing is double-counted at bucket edges and no reset that was scraped is lost.
 
 Two implementations live here. :func:`reference_usage` is the brute-force definition over raw
-samples. :func:`advance` is the fast path used by the collector: it needs only three numbers per
-series and window, all computed inside Prometheus (last value, minimum, number of resets), and falls
-back to raw samples only for series whose window contains a reset. Property tests prove the two
-agree.
+samples. :func:`account_window` is the fast path used by the collector: per series it needs only
+the last value in the window and whether any reset happened since the previous window began, both
+computed inside Prometheus, plus the stored state; it asks for raw samples only for series with a
+reset, or whose previous value lies further back. Property tests prove the two agree.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -27,26 +26,6 @@ class Sample:
 
     t_ms: int
     value: int
-
-
-@dataclass(frozen=True, slots=True)
-class WindowSummary:
-    """What Prometheus reports about one series over a window (a, b].
-
-    ``last`` is the value of the last sample, ``minimum`` the smallest value and ``resets`` the
-    number of drops between consecutive samples inside the window. When ``resets`` is non-zero the
-    collector also supplies the window's raw ``samples``, since the summary alone cannot tell how
-    much was counted before each reset.
-    """
-
-    last: int
-    minimum: int
-    resets: int
-    samples: tuple[Sample, ...] | None = None
-
-
-class AccountingError(ValueError):
-    """The inputs cannot be accounted exactly (e.g. a reset without raw samples)."""
 
 
 def increase(previous: int | None, current: int) -> int:
@@ -66,24 +45,52 @@ def usage_of_samples(previous: int | None, samples: Iterable[Sample]) -> tuple[i
     return total, state
 
 
-def advance(previous: int | None, window: WindowSummary) -> tuple[int, int]:
-    """Usage of one series in a window given its state before the window; return (usage, state).
+State = tuple[int, int]
+"""A series' stored state: (last value, end of the window in which it was last seen)."""
 
-    ``previous`` is the last value seen before the window, or None for a series that counts from
-    zero. Without resets inside the window the values are non-decreasing, so the minimum is the
-    first value, and a first value below ``previous`` is a reset at the window's edge.
+
+def account_window(
+    last: dict[str, int],
+    flagged: set[str],
+    states: dict[str, State],
+    window_start: int,
+) -> tuple[dict[str, tuple[int, int]], set[str]]:
+    """Fast-path usage per series for a window (a, b]; return (usage and new value, needs raw).
+
+    ``last`` holds the last value in the window of every series with samples in it. ``flagged``
+    holds the series with a reset anywhere from the start of the *previous* window to ``b``, so
+    for a series seen in the previous window (state seen at ``a``) the range covers its state
+    sample, the edge, and the window. Unflagged series seen at ``a`` grew monotonically from
+    their state: usage is ``last - state``. New series (no state) count from zero. Everything
+    else (flagged, or last seen before the previous window) needs raw samples.
     """
-    if window.resets:
-        if window.samples is None:
-            raise AccountingError("a window with resets needs its raw samples")
-        used, state = usage_of_samples(previous, window.samples)
-        if state is None:  # pragma: no cover - samples of a reset window are never empty
-            raise AccountingError("a window with resets had no samples")
-        return used, state
-    first = window.minimum
-    if previous is None or first < previous:
-        return window.last, window.last
-    return window.last - previous, window.last
+    resolved: dict[str, tuple[int, int]] = {}
+    needs_raw: set[str] = set()
+    for key, value in last.items():
+        state = states.get(key)
+        if key in flagged:
+            needs_raw.add(key)
+        elif state is None:
+            resolved[key] = (value, value)
+        elif state[1] == window_start and value >= state[0]:
+            resolved[key] = (value - state[0], value)
+        else:
+            needs_raw.add(key)
+    return resolved, needs_raw
+
+
+def account_raw(
+    raw: dict[str, tuple[Sample, ...]], states: dict[str, State]
+) -> dict[str, tuple[int, int]]:
+    """Usage and new value per series from raw window samples and stored states."""
+    resolved = {}
+    for key, samples in raw.items():
+        if not samples:
+            continue
+        state = states.get(key)
+        used, _ = usage_of_samples(state[0] if state else None, samples)
+        resolved[key] = (used, samples[-1].value)
+    return resolved
 
 
 def bucket_of(t_ms: int, edges: Sequence[int]) -> int | None:
@@ -117,21 +124,6 @@ def reference_usage(
         usage[index] += increase(state, sample.value)
         state = sample.value
     return usage
-
-
-def summarise(samples: Sequence[Sample]) -> WindowSummary | None:
-    """The summary Prometheus would compute for samples of one window (used by tests and demos)."""
-    if not samples:
-        return None
-    ordered = sorted(samples, key=lambda s: s.t_ms)
-    values = [s.value for s in ordered]
-    resets = sum(1 for before, after in itertools.pairwise(values) if after < before)
-    return WindowSummary(
-        last=values[-1],
-        minimum=min(values),
-        resets=resets,
-        samples=tuple(ordered) if resets else None,
-    )
 
 
 def account_first_data(

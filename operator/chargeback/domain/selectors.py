@@ -39,6 +39,14 @@ def quote(value: str) -> str:
     return f'"{escaped}"'
 
 
+_RE2_SPECIAL = set("\\.+*?()|[]{}^$")
+
+
+def regex_escape(value: str) -> str:
+    """Escape a literal for a PromQL (RE2) regular expression."""
+    return "".join("\\" + ch if ch in _RE2_SPECIAL else ch for ch in value)
+
+
 def parse_selector(text: str) -> tuple[Matcher, ...]:
     """Parse ``text`` (with or without braces) into label matchers; reject anything else."""
     stripped = text.strip()

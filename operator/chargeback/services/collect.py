@@ -1,8 +1,9 @@
 """Collection: advance a source's ledger from its watermark to now, one closed bucket per step.
 
-Each step asks Prometheus for three numbers per series over the bucket (last value, minimum,
-number of resets), fetches raw samples only for series with a reset inside the bucket, applies
-exact counter accounting against the stored per-series state, and writes usage, state and the new
+Each step asks Prometheus for the last value of every series in the bucket and for the few series
+with a reset since the previous bucket began (two selector evaluations, the same order of work as
+one ``increase()`` query), fetches raw samples only for the series that need them, applies exact
+counter accounting against the stored per-series state, and writes usage, state and the new
 watermark in one transaction. A step that fails writes nothing; re-running it is safe.
 """
 
@@ -18,18 +19,19 @@ from chargeback.api.source import DEFAULT_METRICS, SourceSpec
 from chargeback.domain import buckets
 from chargeback.domain.counters import (
     Sample,
-    WindowSummary,
+    State,
     account_first_data,
-    advance,
+    account_raw,
+    account_window,
 )
-from chargeback.domain.selectors import Matcher, exact_selector, parse_selector, series_selector
+from chargeback.domain.selectors import Matcher, parse_selector, regex_escape, series_selector
 from chargeback.domain.series import aggregate, series_labels
 
 log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
 MIN_SPLIT_MS = 60_000
-RAW_PER_SERIES_LIMIT = 32
+RAW_BATCH_USERS = 200
 NO_DATA_GAP = (
     "Prometheus holds no data of this source for this range "
     "(before its data begins, or beyond its retention)"
@@ -71,6 +73,22 @@ class CollectResult:
 Progress = Callable[[int, int], None]
 
 
+@dataclass(frozen=True)
+class _Target:
+    """One source being collected: its spec, its ledger record and its parsed selector."""
+
+    source: SourceSpec
+    record: SourceRecord
+    matchers: tuple[Matcher, ...]
+
+    @property
+    def selector(self) -> str:
+        return series_selector(self.record.metric, self.matchers)
+
+    def selector_with(self, extra: Matcher) -> str:
+        return series_selector(self.record.metric, (*self.matchers, extra))
+
+
 class Collector:
     """Collects sources from one Prometheus into one ledger."""
 
@@ -106,7 +124,7 @@ class Collector:
                 f"source {record.id} was collected with {record.bucket_ms} ms buckets, "
                 f"not {bucket} ms"
             )
-        selector = series_selector(record.metric, matchers)
+        target = _Target(source, record, matchers)
         result = CollectResult(record.id, record.metric, watermark_ms=record.watermark_ms)
         end = buckets.floor(end_ms, bucket)
         total_steps = max(0, (end - record.watermark_ms) // bucket)
@@ -115,22 +133,21 @@ class Collector:
         states = self.ledger.states(record.id)
         observing = record.observing
         drop_states = False
-        if observing and states and not self._has_data_near(selector, record.watermark_ms):
+        if observing and states and not self._has_data_near(target.selector, record.watermark_ms):
             log.warning("Lost data of source %s at its watermark: recording a gap", record.id)
             observing, drop_states, states = False, True, {}
         for a in range(record.watermark_ms, end, bucket):
             b = a + bucket
             step = self._step(
-                source, record, selector, a, b,
-                states=states, observing=observing, drop_states=drop_states,
-            )  # fmt: skip
+                target, a, b, states=states, observing=observing, drop_states=drop_states
+            )
             try:
                 self.ledger.apply_step(step)
             except StepConflict:
                 log.warning("Stopped collecting source %s: another collector got ahead", record.id)
                 result.conflicted = True
                 break
-            states.update(step.states)
+            states.update({k: (v, b) for k, v in step.states.items()})
             observing, drop_states = step.observing, False
             result.steps += 1
             result.tokens += sum(row.tokens for row in step.usage)
@@ -160,7 +177,13 @@ class Collector:
         lookback = self.settings.bootstrap_lookback_ms
         metric = self.resolve_metric(source, w0 - lookback, w0 + 366 * 24 * HOUR_MS)
         selector = series_selector(metric, matchers)
-        states = self.prometheus.vector(f"last_over_time({selector}[{lookback}ms] @ {_s(w0)})", w0)
+        # Series seen in the last bucket before w0 are "seen at w0" (fast path from the start);
+        # older ones are kept with their value but take the raw path when they come back.
+        previous_bucket = self._window(selector, w0 - self.settings.bucket_ms, w0)
+        recent = self.prometheus.vector(f"last_over_time({previous_bucket})", w0)
+        older = self.prometheus.vector(f"last_over_time({selector}[{lookback}ms] @ {_s(w0)})", w0)
+        states: dict[str, State] = {k: (v, 0) for k, v in older.items()}
+        states.update({k: (v, w0) for k, v in recent.items()})
         record = SourceRecord(
             id=source.source_id(),
             definition=source.model_dump(mode="json", by_alias=True),
@@ -180,30 +203,28 @@ class Collector:
 
     def _step(
         self,
-        source: SourceSpec,
-        record: SourceRecord,
-        selector: str,
+        target: _Target,
         a: int,
         b: int,
         *,
-        states: dict[str, int],
+        states: dict[str, State],
         observing: bool,
         drop_states: bool,
     ) -> Step:
         gap = None
         if observing:
-            per_series = self._account(record.metric, selector, a, b, states)
+            per_series = self._account(target, a, b, states)
         else:
-            per_series, first_ms = self._first_data(record.metric, selector, a, b)
+            per_series, first_ms = self._first_data(target, a, b)
             gap = Gap(a, b if first_ms is None else first_ms, NO_DATA_GAP)
             observing = first_ms is not None
-        totals = aggregate(((k, used) for k, (used, _) in per_series.items()), source)
+        totals = aggregate(((k, used) for k, (used, _) in per_series.items()), target.source)
         rows = [
             UsageRow(a, user, tier, model, extra, tokens)
             for (user, tier, model, extra), tokens in sorted(totals.items())
         ]
         return Step(
-            source_id=record.id,
+            source_id=target.record.id,
             from_ms=a,
             to_ms=b,
             usage=rows,
@@ -214,70 +235,70 @@ class Collector:
         )
 
     def _account(
-        self, metric: str, selector: str, a: int, b: int, states: dict[str, int]
+        self, target: _Target, a: int, b: int, states: dict[str, State]
     ) -> dict[str, tuple[int, int]]:
-        """Usage and new state per series over (a, b], splitting the window if it is too large."""
+        """Usage and new value per series over (a, b], splitting the window if it is too large."""
+        selector = target.selector
         try:
-            windows = self._windows(metric, selector, a, b)
+            last = self.prometheus.vector(f"last_over_time({self._window(selector, a, b)})", b)
+            if not last:
+                return {}
+            since_previous = self._window(selector, a - self.settings.bucket_ms, b)
+            flagged = self.prometheus.vector(f"resets({since_previous}) > 0", b)
         except QueryTooLarge:
             if b - a <= MIN_SPLIT_MS:
                 raise
             middle = a + (b - a) // 2
             log.info("Split window %d-%d: query too large", a, b)
-            first = self._account(metric, selector, a, middle, states)
-            later_states = {**states, **{k: s for k, (_, s) in first.items()}}
-            second = self._account(metric, selector, middle, b, later_states)
+            first = self._account(target, a, middle, states)
+            later_states = {**states, **{k: (s, middle) for k, (_, s) in first.items()}}
+            second = self._account(target, middle, b, later_states)
             merged = dict(first)
             for key, (used, state) in second.items():
                 merged[key] = (merged.get(key, (0, 0))[0] + used, state)
             return merged
-        return {key: advance(states.get(key), window) for key, window in windows.items()}
+        resolved, needs_raw = account_window(last, set(flagged), states, a)
+        if needs_raw:
+            raw = self._raw(target, a, b, needs_raw)
+            resolved.update(account_raw(raw, states))
+        return resolved
 
-    def _range(self, a: int, b: int) -> str:
-        # Prometheus 2.x range selectors include their left edge, 3.x do not; we want (a, b].
+    def _window(self, selector: str, a: int, b: int) -> str:
+        """``selector[range] @ b`` covering exactly (a, b] on any Prometheus version."""
+        # Prometheus 2.x range selectors include their left edge, 3.x do not.
         closed = self.prometheus.closed_ranges()
-        return f"{(b - a) - (1 if closed else 0)}ms"
-
-    def _windows(self, metric: str, selector: str, a: int, b: int) -> dict[str, WindowSummary]:
-        window = f"{selector}[{self._range(a, b)}] @ {_s(b)}"
-        last = self.prometheus.vector(f"last_over_time({window})", b)
-        if not last:
-            return {}
-        minimum = self.prometheus.vector(f"min_over_time({window})", b)
-        resets = self.prometheus.vector(f"resets({window}) > 0", b)
-        raw = self._raw(metric, selector, a, b, set(resets)) if resets else {}
-        return {
-            key: WindowSummary(
-                last=value,
-                minimum=minimum.get(key, value),
-                resets=resets.get(key, 0),
-                samples=raw.get(key),
-            )
-            for key, value in last.items()
-        }
+        return f"{selector}[{(b - a) - (1 if closed else 0)}ms] @ {_s(b)}"
 
     def _raw(
-        self, metric: str, selector: str, a: int, b: int, keys: set[str]
+        self, target: _Target, a: int, b: int, keys: set[str]
     ) -> dict[str, tuple[Sample, ...]]:
-        """Raw samples in (a, b] of the given series: one query each, or one for all if many."""
-        span = self._range(a, b)
-        if len(keys) > RAW_PER_SERIES_LIMIT:
-            everything = self.prometheus.samples(f"{selector}[{span}] @ {_s(b)}", b)
-            return {k: v for k, v in everything.items() if k in keys}
-        raw: dict[str, tuple[Sample, ...]] = {}
+        """Raw samples in (a, b] of the given series, fetched in batches of users."""
+        user_label = target.source.labels.user
+        by_user: dict[str, list[str]] = {}
         for key in keys:
-            one = exact_selector(metric, series_labels(key))
-            raw.update(self.prometheus.samples(f"{one}[{span}] @ {_s(b)}", b))
+            by_user.setdefault(series_labels(key).get(user_label, ""), []).append(key)
+        users = sorted(by_user)
+        raw: dict[str, tuple[Sample, ...]] = {}
+        for start in range(0, len(users), RAW_BATCH_USERS):
+            batch = users[start : start + RAW_BATCH_USERS]
+            if len(batch) == 1:
+                matcher = Matcher(user_label, "=", batch[0])
+            else:
+                matcher = Matcher(user_label, "=~", "|".join(regex_escape(u) for u in batch))
+            query = target.selector_with(matcher)
+            wanted = {k for u in batch for k in by_user[u]}
+            fetched = self.prometheus.samples(self._window(query, a, b), b)
+            raw.update({k: v for k, v in fetched.items() if k in wanted})
         missing = keys - raw.keys()
         if missing:
             raise PrometheusQueryError(f"raw samples missing for {len(missing)} series in {a}-{b}")
         return raw
 
     def _first_data(
-        self, metric: str, selector: str, a: int, b: int
+        self, target: _Target, a: int, b: int
     ) -> tuple[dict[str, tuple[int, int]], int | None]:
         """Accounting for the first bucket with data: series present at its start are baselines."""
-        window = f"{selector}[{self._range(a, b)}] @ {_s(b)}"
+        window = self._window(target.selector, a, b)
         if self.prometheus.scalar_count(f"count(last_over_time({window}))", b) == 0:
             return {}, None
         raw = self.prometheus.samples(window, b)
