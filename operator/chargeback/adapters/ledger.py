@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from chargeback.domain.counters import State
+from chargeback.domain.series import SeriesKey, key_from_text, key_text
 
 metadata = sa.MetaData()
 
@@ -128,8 +129,8 @@ class Step:
     from_ms: int
     to_ms: int
     usage: list[UsageRow]
-    states: dict[str, int]
-    """New last value of every series seen in the window (seen at ``to_ms``)."""
+    states: dict[SeriesKey, State]
+    """Series states to persist: those that left Prometheus' view in this step."""
     drop_states: bool = False
     observing: bool = True
     gap: Gap | None = None
@@ -201,7 +202,7 @@ class Ledger:
             ids = conn.execute(sa.select(sources.c.id).order_by(sources.c.id)).scalars().all()
         return [record for i in ids if (record := self.source(i)) is not None]
 
-    def bootstrap(self, record: SourceRecord, states: dict[str, State]) -> SourceRecord:
+    def bootstrap(self, record: SourceRecord, states: dict[SeriesKey, State]) -> SourceRecord:
         """Register a source with its baseline counter states; a no-op if it already exists."""
         try:
             with self._tx() as conn:
@@ -214,7 +215,7 @@ class Ledger:
         return stored
 
     def _insert_source(
-        self, conn: Connection, record: SourceRecord, states: dict[str, State]
+        self, conn: Connection, record: SourceRecord, states: dict[SeriesKey, State]
     ) -> None:
         existing = conn.execute(sa.select(sources.c.id).where(sources.c.id == record.id))
         if existing.first() is None:
@@ -231,12 +232,12 @@ class Ledger:
             )
             self._write_states(conn, record.id, states)
 
-    def states(self, source_id: str) -> dict[str, State]:
+    def states(self, source_id: str) -> dict[SeriesKey, State]:
         """Per-series counter state: series key -> (last value, end of the window it was seen)."""
         query = sa.select(series_state.c.series_key, series_state.c.value, series_state.c.seen_ms)
         with self.engine.connect() as conn:
             rows = conn.execute(query.where(series_state.c.source_id == source_id))
-            return {key: (value, seen) for key, value, seen in rows}
+            return {key_from_text(key): (value, seen) for key, value, seen in rows}
 
     def apply_step(self, step: Step) -> None:
         """Apply one collection step atomically; raise StepConflict if the watermark moved."""
@@ -272,13 +273,13 @@ class Ledger:
                 conn.execute(
                     series_state.delete().where(series_state.c.source_id == step.source_id)
                 )
-            self._write_states(
-                conn, step.source_id, {k: (v, step.to_ms) for k, v in step.states.items()}
-            )
+            self._write_states(conn, step.source_id, step.states)
             if step.gap is not None:
                 self._record_gap(conn, step.source_id, step.gap)
 
-    def _write_states(self, conn: Connection, source_id: str, states: dict[str, State]) -> None:
+    def _write_states(
+        self, conn: Connection, source_id: str, states: dict[SeriesKey, State]
+    ) -> None:
         if not states:
             return
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
@@ -290,7 +291,7 @@ class Ledger:
         conn.execute(
             upsert,
             [
-                {"source_id": source_id, "series_key": k, "value": v, "seen_ms": seen}
+                {"source_id": source_id, "series_key": key_text(k), "value": v, "seen_ms": seen}
                 for k, (v, seen) in states.items()
             ],
         )

@@ -22,7 +22,7 @@ from urllib3.util.retry import Retry
 
 from chargeback.domain.buckets import from_ms
 from chargeback.domain.counters import Sample
-from chargeback.domain.series import series_key
+from chargeback.domain.series import SeriesKey, series_key
 
 
 class PrometheusError(RuntimeError):
@@ -62,13 +62,14 @@ def _lean_object(pairs: list[tuple[str, Any]]) -> Any:
     if (
         len(pairs) == 2
         and pairs[0][0] == "metric"
-        and isinstance(pairs[0][1], str)
+        and isinstance(pairs[0][1], tuple)
         and pairs[1][0] in ("value", "values")
         and isinstance(pairs[1][1], list)
     ):
         return (pairs[0][1], pairs[1][1])
     if all(isinstance(value, str) for _, value in pairs):
-        return series_key(dict(pairs))
+        # Prometheus sends labels sorted; series_key sorts anyway, cheaply for sorted input.
+        return series_key(pairs)
     return dict(pairs)
 
 
@@ -185,7 +186,7 @@ class PrometheusClient:
             )
         return str(response.text)
 
-    def vector(self, promql: str, at_ms: int) -> dict[str, int]:
+    def vector(self, promql: str, at_ms: int) -> dict[SeriesKey, int]:
         """Instant query returning a vector of whole numbers, keyed by series identity.
 
         Large vectors (100k series) are parsed without building a dict per series: each label
@@ -195,7 +196,7 @@ class PrometheusClient:
         body = json.loads(text, object_pairs_hook=_lean_object)
         if not isinstance(body, dict) or body.get("status") != "success":
             raise PrometheusQueryError(f"Prometheus answered {body.get('error')!r} to {promql!r}")
-        result: dict[str, int] = {}
+        result: dict[SeriesKey, int] = {}
         for key, value in body["data"]["result"]:
             result[key] = _as_int(value[1], promql)
         return result
@@ -205,7 +206,7 @@ class PrometheusClient:
         result = self.query(promql, at_ms)
         return int(float(result[0]["value"][1])) if result else 0
 
-    def samples(self, promql: str, at_ms: int) -> dict[str, tuple[Sample, ...]]:
+    def samples(self, promql: str, at_ms: int) -> dict[SeriesKey, tuple[Sample, ...]]:
         """Raw samples of a range-vector selector evaluated at ``at_ms``."""
         text = self._call(promql, self._query_text, promql, at_ms)
         body = json.loads(text, object_pairs_hook=_lean_object)

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from chargeback.domain.series import SeriesKey
+
 
 @dataclass(frozen=True, slots=True)
 class Sample:
@@ -50,11 +52,11 @@ State = tuple[int, int]
 
 
 def account_window(
-    last: dict[str, int],
-    flagged: set[str],
-    states: dict[str, State],
+    last: dict[SeriesKey, int],
+    flagged: set[SeriesKey],
+    states: dict[SeriesKey, State],
     window_start: int,
-) -> tuple[dict[str, tuple[int, int]], set[str]]:
+) -> tuple[dict[SeriesKey, tuple[int, int]], set[SeriesKey]]:
     """Fast-path usage per series for a window (a, b]; return (usage and new value, needs raw).
 
     ``last`` holds the last value in the window of every series with samples in it. ``flagged``
@@ -64,8 +66,8 @@ def account_window(
     their state: usage is ``last - state``. New series (no state) count from zero. Everything
     else (flagged, or last seen before the previous window) needs raw samples.
     """
-    resolved: dict[str, tuple[int, int]] = {}
-    needs_raw: set[str] = set()
+    resolved: dict[SeriesKey, tuple[int, int]] = {}
+    needs_raw: set[SeriesKey] = set()
     for key, value in last.items():
         state = states.get(key)
         if key in flagged:
@@ -80,8 +82,8 @@ def account_window(
 
 
 def account_raw(
-    raw: dict[str, tuple[Sample, ...]], states: dict[str, State]
-) -> dict[str, tuple[int, int]]:
+    raw: dict[SeriesKey, tuple[Sample, ...]], states: dict[SeriesKey, State]
+) -> dict[SeriesKey, tuple[int, int]]:
     """Usage and new value per series from raw window samples and stored states."""
     resolved = {}
     for key, samples in raw.items():
@@ -127,8 +129,8 @@ def reference_usage(
 
 
 def account_first_data(
-    raw: dict[str, tuple[Sample, ...]], settle_ms: int
-) -> tuple[dict[str, tuple[int, int]], int]:
+    raw: dict[SeriesKey, tuple[Sample, ...]], settle_ms: int
+) -> tuple[dict[SeriesKey, tuple[int, int]], int]:
     """Usage and state per series in the first window in which a source has any data.
 
     Series whose first sample lies within ``settle_ms`` of the earliest sample existed before we
@@ -136,7 +138,7 @@ def account_first_data(
     and count from zero. Returns the per-series (usage, state) and the earliest sample time.
     """
     first_ms = min(samples[0].t_ms for samples in raw.values() if samples)
-    per_series: dict[str, tuple[int, int]] = {}
+    per_series: dict[SeriesKey, tuple[int, int]] = {}
     for key, samples in raw.items():
         if not samples:
             continue

@@ -11,17 +11,24 @@ from chargeback.api.source import SourceSpec
 Dimensions = tuple[str, str, str, tuple[tuple[str, str], ...]]
 """(user, tier, model, ((extra label, value), ...))"""
 
-
-def series_key(labels: dict[str, str]) -> str:
-    """Canonical text identity of a series: its labels without the metric name, sorted."""
-    items = {k: labels[k] for k in sorted(labels) if k != "__name__"}
-    return json.dumps(items, separators=(",", ":"))
+SeriesKey = tuple[tuple[str, str], ...]
+"""Identity of a series: its (label, value) pairs without the metric name, sorted by label."""
 
 
-def series_labels(key: str) -> dict[str, str]:
-    """Inverse of :func:`series_key`."""
-    labels: dict[str, str] = json.loads(key)
-    return labels
+def series_key(pairs: Iterable[tuple[str, str]]) -> SeriesKey:
+    """The identity of a series from its labels (any order; ``__name__`` is dropped)."""
+    return tuple(sorted((k, v) for k, v in pairs if k != "__name__"))
+
+
+def key_text(key: SeriesKey) -> str:
+    """Canonical text of a series identity, for storage."""
+    return json.dumps(dict(key), separators=(",", ":"))
+
+
+def key_from_text(text: str) -> SeriesKey:
+    """Inverse of :func:`key_text`."""
+    labels: dict[str, str] = json.loads(text)
+    return series_key(labels.items())
 
 
 def dimensions(labels: dict[str, str], source: SourceSpec) -> Dimensions:
@@ -37,11 +44,11 @@ def dimensions(labels: dict[str, str], source: SourceSpec) -> Dimensions:
 
 
 def aggregate(
-    usage_by_series: Iterable[tuple[str, int]], source: SourceSpec
+    usage_by_series: Iterable[tuple[SeriesKey, int]], source: SourceSpec
 ) -> dict[Dimensions, int]:
     """Sum per-series usage into dimensions: replicas of one user add up, never deduplicate."""
     totals: dict[Dimensions, int] = defaultdict(int)
     for key, tokens in usage_by_series:
         if tokens:
-            totals[dimensions(series_labels(key), source)] += tokens
+            totals[dimensions(dict(key), source)] += tokens
     return dict(totals)

@@ -25,7 +25,7 @@ from chargeback.domain.counters import (
     account_window,
 )
 from chargeback.domain.selectors import Matcher, parse_selector, regex_escape, series_selector
-from chargeback.domain.series import aggregate, series_labels
+from chargeback.domain.series import SeriesKey, aggregate
 
 log = logging.getLogger(__name__)
 
@@ -130,15 +130,11 @@ class Collector:
         total_steps = max(0, (end - record.watermark_ms) // bucket)
         if total_steps == 0:
             return result
-        states = self.ledger.states(record.id)
-        observing = record.observing
-        drop_states = False
-        if observing and states and not self._has_data_near(target.selector, record.watermark_ms):
-            log.warning("Lost data of source %s at its watermark: recording a gap", record.id)
-            observing, drop_states, states = False, True, {}
+        states, observing = self._resume(target)
+        drop_states = record.observing and not observing
         for a in range(record.watermark_ms, end, bucket):
             b = a + bucket
-            step = self._step(
+            step, step_series = self._step(
                 target, a, b, states=states, observing=observing, drop_states=drop_states
             )
             try:
@@ -147,7 +143,7 @@ class Collector:
                 log.warning("Stopped collecting source %s: another collector got ahead", record.id)
                 result.conflicted = True
                 break
-            states.update({k: (v, b) for k, v in step.states.items()})
+            states.update({k: (value, b) for k, (_, value) in step_series.items()})
             observing, drop_states = step.observing, False
             result.steps += 1
             result.tokens += sum(row.tokens for row in step.usage)
@@ -182,7 +178,7 @@ class Collector:
         previous_bucket = self._window(selector, w0 - self.settings.bucket_ms, w0)
         recent = self.prometheus.vector(f"last_over_time({previous_bucket})", w0)
         older = self.prometheus.vector(f"last_over_time({selector}[{lookback}ms] @ {_s(w0)})", w0)
-        states: dict[str, State] = {k: (v, 0) for k, v in older.items()}
+        states: dict[SeriesKey, State] = {k: (v, 0) for k, v in older.items()}
         states.update({k: (v, w0) for k, v in recent.items()})
         record = SourceRecord(
             id=source.source_id(),
@@ -196,10 +192,30 @@ class Collector:
         log.info("Bootstrapped source %s (%s) with %d series", record.id, metric, len(states))
         return self.ledger.bootstrap(record, states)
 
-    def _has_data_near(self, selector: str, t_ms: int) -> bool:
+    def _resume(self, target: _Target) -> tuple[dict[SeriesKey, State], bool]:
+        """Per-series state at the watermark, and whether Prometheus still shows the source.
+
+        The ledger persists the state of series that left Prometheus' view; the state of series
+        active at the watermark is their last value in the bucket before it, read back from
+        Prometheus (one query per collection run instead of a write per series per step).
+        """
+        record = target.record
+        states = self.ledger.states(record.id)
+        if not record.observing:
+            return states, False
+        w = record.watermark_ms
+        active = self.prometheus.vector(
+            f"last_over_time({self._window(target.selector, w - self.settings.bucket_ms, w)})", w
+        )
+        states.update({k: (v, w) for k, v in active.items()})
+        if active or not states:
+            return states, True
         window = self.settings.gap_tolerance_ms
-        query = f"count(last_over_time({selector}[{window}ms] @ {_s(t_ms)}))"
-        return self.prometheus.scalar_count(query, t_ms) > 0
+        query = f"count(last_over_time({target.selector}[{window}ms] @ {_s(w)}))"
+        if self.prometheus.scalar_count(query, w) > 0:
+            return states, True
+        log.warning("Lost data of source %s at its watermark: recording a gap", record.id)
+        return {}, False
 
     def _step(
         self,
@@ -207,10 +223,11 @@ class Collector:
         a: int,
         b: int,
         *,
-        states: dict[str, State],
+        states: dict[SeriesKey, State],
         observing: bool,
         drop_states: bool,
-    ) -> Step:
+    ) -> tuple[Step, dict[SeriesKey, tuple[int, int]]]:
+        """The step to apply, and the usage and new value of every series seen in it."""
         gap = None
         if observing:
             per_series = self._account(target, a, b, states)
@@ -223,20 +240,24 @@ class Collector:
             UsageRow(a, user, tier, model, extra, tokens)
             for (user, tier, model, extra), tokens in sorted(totals.items())
         ]
-        return Step(
+        # Series seen in the previous window but not in this one left Prometheus' view: persist
+        # their state, since it can no longer be read back at the watermark.
+        left = {k: st for k, st in states.items() if st[1] == a and k not in per_series}
+        step = Step(
             source_id=target.record.id,
             from_ms=a,
             to_ms=b,
             usage=rows,
-            states={k: state for k, (_, state) in per_series.items()},
+            states=left,
             drop_states=drop_states,
             observing=observing,
             gap=gap,
         )
+        return step, per_series
 
     def _account(
-        self, target: _Target, a: int, b: int, states: dict[str, State]
-    ) -> dict[str, tuple[int, int]]:
+        self, target: _Target, a: int, b: int, states: dict[SeriesKey, State]
+    ) -> dict[SeriesKey, tuple[int, int]]:
         """Usage and new value per series over (a, b], splitting the window if it is too large."""
         selector = target.selector
         try:
@@ -270,15 +291,15 @@ class Collector:
         return f"{selector}[{(b - a) - (1 if closed else 0)}ms] @ {_s(b)}"
 
     def _raw(
-        self, target: _Target, a: int, b: int, keys: set[str]
-    ) -> dict[str, tuple[Sample, ...]]:
+        self, target: _Target, a: int, b: int, keys: set[SeriesKey]
+    ) -> dict[SeriesKey, tuple[Sample, ...]]:
         """Raw samples in (a, b] of the given series, fetched in batches of users."""
         user_label = target.source.labels.user
-        by_user: dict[str, list[str]] = {}
+        by_user: dict[str, list[SeriesKey]] = {}
         for key in keys:
-            by_user.setdefault(series_labels(key).get(user_label, ""), []).append(key)
+            by_user.setdefault(dict(key).get(user_label, ""), []).append(key)
         users = sorted(by_user)
-        raw: dict[str, tuple[Sample, ...]] = {}
+        raw: dict[SeriesKey, tuple[Sample, ...]] = {}
         for start in range(0, len(users), RAW_BATCH_USERS):
             batch = users[start : start + RAW_BATCH_USERS]
             if len(batch) == 1:
@@ -296,7 +317,7 @@ class Collector:
 
     def _first_data(
         self, target: _Target, a: int, b: int
-    ) -> tuple[dict[str, tuple[int, int]], int | None]:
+    ) -> tuple[dict[SeriesKey, tuple[int, int]], int | None]:
         """Accounting for the first bucket with data: series present at its start are baselines."""
         window = self._window(target.selector, a, b)
         if self.prometheus.scalar_count(f"count(last_over_time({window}))", b) == 0:
