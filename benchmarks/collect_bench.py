@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from chargeback.services.collect import Collector
 from chargeback.testing.prometheus import PrometheusServer
 from chargeback.testing.simulator import HOUR_MS, Scenario, simulate
 
+ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_767_225_600_000
 SCRAPE_MS = 300_000
 MODELS = ("granite", "llama", "mistral", "qwen")
@@ -68,14 +68,25 @@ def collect_hour(url: str, dsn: str, start_ms: int, end_ms: int) -> float:
     return time.perf_counter() - began
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident set size (VmHWM) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def child_peak_rss(url: str, workdir: Path, start_ms: int, end_ms: int) -> tuple[float, float]:
     """Run one collection in a fresh process; return (seconds, peak RSS MiB)."""
+    # VmHWM, not ru_maxrss: on Linux a child's ru_maxrss starts from its parent's at fork.
     code = (
-        "import json,resource,sys; from benchmarks.collect_bench import collect_hour; "
+        "import json; from benchmarks.collect_bench import collect_hour, peak_rss_mib; "
         f"s=collect_hour({url!r}, 'sqlite:///{workdir}/rss.db', {start_ms}, {end_ms}); "
-        "print(json.dumps([s, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024]))"
+        "print(json.dumps([s, peak_rss_mib()]))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     seconds, rss = json.loads(out.stdout.strip().splitlines()[-1])
     return float(seconds), float(rss)
 
@@ -146,4 +157,3 @@ def run_accuracy() -> dict[str, Any]:
 if __name__ == "__main__":
     print(json.dumps({"accuracy": run_accuracy()}, indent=2))
     print(json.dumps({"scale": run_scale(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)}, indent=2))
-    resource.getrusage(resource.RUSAGE_SELF)

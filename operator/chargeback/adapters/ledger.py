@@ -254,21 +254,7 @@ class Ledger:
                     "another collector applied this step"
                 )
             if step.usage:
-                conn.execute(
-                    usage.insert(),
-                    [
-                        {
-                            "source_id": step.source_id,
-                            "bucket_start_ms": row.bucket_start_ms,
-                            "user": row.user,
-                            "tier": row.tier,
-                            "model": row.model,
-                            "extra": _extra_text(row.extra),
-                            "tokens": row.tokens,
-                        }
-                        for row in step.usage
-                    ],
-                )
+                self._insert_usage(conn, step.source_id, step.usage)
             if step.drop_states:
                 conn.execute(
                     series_state.delete().where(series_state.c.source_id == step.source_id)
@@ -276,6 +262,26 @@ class Ledger:
             self._write_states(conn, step.source_id, step.states)
             if step.gap is not None:
                 self._record_gap(conn, step.source_id, step.gap)
+
+    def _insert_usage(self, conn: Connection, source_id: str, rows: list[UsageRow]) -> None:
+        # A plain DB-API executemany: tens of thousands of rows per step, no per-row processing.
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        columns = 'source_id, bucket_start_ms, "user", tier, model, extra, tokens'
+        conn.exec_driver_sql(
+            f"INSERT INTO usage ({columns}) VALUES ({', '.join([mark] * 7)})",  # noqa: S608
+            [
+                (
+                    source_id,
+                    r.bucket_start_ms,
+                    r.user,
+                    r.tier,
+                    r.model,
+                    _extra_text(r.extra),
+                    r.tokens,
+                )
+                for r in rows
+            ],
+        )
 
     def _write_states(
         self, conn: Connection, source_id: str, states: dict[SeriesKey, State]

@@ -7,14 +7,15 @@ query from an unreachable server, a rejected credential, or a query too large to
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
@@ -57,20 +58,19 @@ class PrometheusSettings:
     retries: int = 2
 
 
-def _lean_object(pairs: list[tuple[str, Any]]) -> Any:
-    """JSON object hook: label sets become key strings, result items (key, value) tuples."""
-    if (
-        len(pairs) == 2
-        and pairs[0][0] == "metric"
-        and isinstance(pairs[0][1], tuple)
-        and pairs[1][0] in ("value", "values")
-        and isinstance(pairs[1][1], list)
-    ):
-        return (pairs[0][1], pairs[1][1])
-    if all(isinstance(value, str) for _, value in pairs):
-        # Prometheus sends labels sorted; series_key sorts anyway, cheaply for sorted input.
-        return series_key(pairs)
-    return dict(pairs)
+def _result(body: bytes, promql: str) -> list[tuple[SeriesKey, Any]]:
+    """Decode a query response into (series key, value or values) pairs.
+
+    orjson decodes 100k-series responses an order of magnitude faster than the standard library;
+    label dicts are turned into compact tuple keys at once and dropped.
+    """
+    decoded = orjson.loads(body)
+    if decoded.get("status") != "success":
+        raise PrometheusQueryError(f"Prometheus answered {decoded.get('error')!r} to {promql!r}")
+    return [
+        (series_key(item["metric"].items()), item["value"] if "value" in item else item["values"])
+        for item in decoded["data"]["result"]
+    ]
 
 
 def _as_int(text: str, query: str) -> int:
@@ -111,9 +111,11 @@ class PrometheusClient:
             method="POST",
         )
         self._closed_ranges: bool | None = None
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="prometheus")
 
     def close(self) -> None:
-        """Release the HTTP session."""
+        """Release the HTTP session and the query threads."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
 
     def _headers(self) -> dict[str, str]:
@@ -169,8 +171,8 @@ class PrometheusClient:
         )
         return list(result or [])
 
-    def _query_text(self, promql: str, at_ms: int) -> str:
-        """POST an instant query and return the body text (parsed by the caller, leanly)."""
+    def _query_body(self, promql: str, at_ms: int) -> bytes:
+        """POST an instant query and return the raw body (decoded by the caller)."""
         # The client would parse whole bodies into dicts; we need the text.
         session = self._client._session
         response = session.post(
@@ -184,22 +186,17 @@ class PrometheusClient:
             raise PrometheusApiClientException(
                 f"HTTP Status Code {response.status_code} ({response.content!r})"
             )
-        return str(response.text)
+        return bytes(response.content)
 
     def vector(self, promql: str, at_ms: int) -> dict[SeriesKey, int]:
-        """Instant query returning a vector of whole numbers, keyed by series identity.
+        """Instant query returning a vector of whole numbers, keyed by series identity."""
+        body = self._call(promql, self._query_body, promql, at_ms)
+        return {key: _as_int(value[1], promql) for key, value in _result(body, promql)}
 
-        Large vectors (100k series) are parsed without building a dict per series: each label
-        set becomes its canonical key string as soon as it is decoded.
-        """
-        text = self._call(promql, self._query_text, promql, at_ms)
-        body = json.loads(text, object_pairs_hook=_lean_object)
-        if not isinstance(body, dict) or body.get("status") != "success":
-            raise PrometheusQueryError(f"Prometheus answered {body.get('error')!r} to {promql!r}")
-        result: dict[SeriesKey, int] = {}
-        for key, value in body["data"]["result"]:
-            result[key] = _as_int(value[1], promql)
-        return result
+    def vectors(self, queries: Sequence[str], at_ms: int) -> list[dict[SeriesKey, int]]:
+        """Several instant queries at once: Prometheus evaluates them in parallel."""
+        futures = [self._pool.submit(self.vector, query, at_ms) for query in queries]
+        return [future.result() for future in futures]
 
     def scalar_count(self, promql: str, at_ms: int) -> int:
         """The single value of an aggregation like ``count(...)``, 0 when the result is empty."""
@@ -208,11 +205,10 @@ class PrometheusClient:
 
     def samples(self, promql: str, at_ms: int) -> dict[SeriesKey, tuple[Sample, ...]]:
         """Raw samples of a range-vector selector evaluated at ``at_ms``."""
-        text = self._call(promql, self._query_text, promql, at_ms)
-        body = json.loads(text, object_pairs_hook=_lean_object)
+        body = self._call(promql, self._query_body, promql, at_ms)
         return {
             key: tuple(Sample(round(float(t) * 1000), _as_int(v, promql)) for t, v in values)
-            for key, values in body["data"]["result"]
+            for key, values in _result(body, promql)
         }
 
     def series_names(self, names: Sequence[str], start_ms: int, end_ms: int) -> set[str]:

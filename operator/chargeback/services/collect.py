@@ -101,6 +101,9 @@ class Collector:
         self.prometheus = prometheus
         self.ledger = ledger
         self.settings = settings or CollectorSettings()
+        # Per source: (watermark, states) after our last run. Valid while the ledger's watermark
+        # still matches, i.e. no other process advanced the source meanwhile.
+        self._cache: dict[str, tuple[int, dict[SeriesKey, State]]] = {}
 
     def collect(
         self,
@@ -130,7 +133,11 @@ class Collector:
         total_steps = max(0, (end - record.watermark_ms) // bucket)
         if total_steps == 0:
             return result
-        states, observing = self._resume(target)
+        cached = self._cache.pop(record.id, None)
+        if cached is not None and cached[0] == record.watermark_ms and record.observing:
+            states, observing = cached[1], True
+        else:
+            states, observing = self._resume(target)
         drop_states = record.observing and not observing
         for a in range(record.watermark_ms, end, bucket):
             b = a + bucket
@@ -152,6 +159,7 @@ class Collector:
                 result.gaps.append(step.gap)
             if progress:
                 progress(result.steps, total_steps)
+        self._cache[record.id] = (result.watermark_ms, states)
         return result
 
     def resolve_metric(self, source: SourceSpec, start_ms: int, end_ms: int) -> str:
@@ -178,8 +186,8 @@ class Collector:
         previous_bucket = self._window(selector, w0 - self.settings.bucket_ms, w0)
         recent = self.prometheus.vector(f"last_over_time({previous_bucket})", w0)
         older = self.prometheus.vector(f"last_over_time({selector}[{lookback}ms] @ {_s(w0)})", w0)
-        states: dict[SeriesKey, State] = {k: (v, 0) for k, v in older.items()}
-        states.update({k: (v, w0) for k, v in recent.items()})
+        # Only series not active at w0 need persisting: the others are read back on resume.
+        quiet: dict[SeriesKey, State] = {k: (v, 0) for k, v in older.items() if k not in recent}
         record = SourceRecord(
             id=source.source_id(),
             definition=source.model_dump(mode="json", by_alias=True),
@@ -187,10 +195,13 @@ class Collector:
             bucket_ms=self.settings.bucket_ms,
             start_ms=w0,
             watermark_ms=w0,
-            observing=bool(states),
+            observing=bool(older),
         )
-        log.info("Bootstrapped source %s (%s) with %d series", record.id, metric, len(states))
-        return self.ledger.bootstrap(record, states)
+        log.info("Bootstrapped source %s (%s) with %d series", record.id, metric, len(older))
+        stored = self.ledger.bootstrap(record, quiet)
+        if stored.watermark_ms == w0:
+            self._cache[record.id] = (w0, {**quiet, **{k: (v, w0) for k, v in recent.items()}})
+        return stored
 
     def _resume(self, target: _Target) -> tuple[dict[SeriesKey, State], bool]:
         """Per-series state at the watermark, and whether Prometheus still shows the source.
@@ -261,11 +272,16 @@ class Collector:
         """Usage and new value per series over (a, b], splitting the window if it is too large."""
         selector = target.selector
         try:
-            last = self.prometheus.vector(f"last_over_time({self._window(selector, a, b)})", b)
+            since_previous = self._window(selector, a - self.settings.bucket_ms, b)
+            last, flagged = self.prometheus.vectors(
+                [
+                    f"last_over_time({self._window(selector, a, b)})",
+                    f"resets({since_previous}) > 0",
+                ],
+                b,
+            )
             if not last:
                 return {}
-            since_previous = self._window(selector, a - self.settings.bucket_ms, b)
-            flagged = self.prometheus.vector(f"resets({since_previous}) > 0", b)
         except QueryTooLarge:
             if b - a <= MIN_SPLIT_MS:
                 raise
