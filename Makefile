@@ -26,17 +26,23 @@ tools: ## Install/build Prometheus, PostgreSQL, etcd, kube-apiserver, helm (idem
 	bash hack/tools.sh
 
 lint: venv ## ruff, ruff format --check, mypy strict, import-linter
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests benchmarks hack
+	$(BIN)/ruff format --check operator tests benchmarks hack
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: venv ## Apply ruff fixes and formatting
-	$(BIN)/ruff check --fix operator tests
-	$(BIN)/ruff format operator tests
+	$(BIN)/ruff check --fix operator tests benchmarks hack
+	$(BIN)/ruff format operator tests benchmarks hack
 
 test: venv tools ## Run the whole test suite against real components
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+crds: venv ## Regenerate crds/ from the pydantic API models
+	$(BIN)/python hack/gen.py crds
+
+bench: venv tools ## Run the benchmarks and write docs/benchmarks.md
+	$(BIN)/python -m benchmarks.run
 
 demo: venv tools ## Run the local demo (control plane, Prometheus, operator, report)
 	$(BIN)/chargeback demo
@@ -44,4 +50,4 @@ demo: venv tools ## Run the local demo (control plane, Prometheus, operator, rep
 clean: ## Remove the Python environment and caches (not the tool cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-.PHONY: help venv tools lint format test demo clean
+.PHONY: help venv tools lint format test crds bench demo clean

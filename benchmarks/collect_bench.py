@@ -45,7 +45,9 @@ def write_series(path: Path, series: int, hours: int, seed: int = 5) -> None:
             lines = []
             for step in range(steps + 1):
                 value = rng.randrange(0, 50) if step == reset_at else value + rng.randrange(0, 400)
-                lines.append(f"authorized_hits{{{labels}}} {value} {(T0 + step * SCRAPE_MS) / 1000:.0f}\n")
+                lines.append(
+                    f"authorized_hits{{{labels}}} {value} {(T0 + step * SCRAPE_MS) / 1000:.0f}\n"
+                )
             out.write("".join(lines))
         out.write("# EOF\n")
 
@@ -130,7 +132,9 @@ def run_accuracy() -> dict[str, Any]:
     sim = simulate(scenario)
     workdir = Path(tempfile.mkdtemp(prefix="bench-accuracy-"))
     end = T0 + 24 * HOUR_MS
-    with PrometheusServer(workdir / "prom", openmetrics=sim.write_openmetrics(workdir / "s.om")) as p:
+    with PrometheusServer(
+        workdir / "prom", openmetrics=sim.write_openmetrics(workdir / "s.om")
+    ) as p:
         client = PrometheusClient(PrometheusSettings(p.url))
         ledger = Ledger(f"sqlite:///{workdir}/acc.db")
         result = Collector(client, ledger).collect(SourceSpec(), T0, end)
@@ -152,8 +156,3 @@ def run_accuracy() -> dict[str, Any]:
         "naive_total": round(sum(naive.values())),
         "ours_total": sum(ours.values()),
     }
-
-
-if __name__ == "__main__":
-    print(json.dumps({"accuracy": run_accuracy()}, indent=2))
-    print(json.dumps({"scale": run_scale(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)}, indent=2))

@@ -21,8 +21,8 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from chargeback.domain.buckets import from_ms
 from chargeback.domain.counters import Sample
+from chargeback.domain.selectors import quote
 from chargeback.domain.series import SeriesKey, series_key
 
 
@@ -213,12 +213,13 @@ class PrometheusClient:
 
     def series_names(self, names: Sequence[str], start_ms: int, end_ms: int) -> set[str]:
         """Which of the metric ``names`` have any series between ``start_ms`` and ``end_ms``."""
-        begin, end = from_ms(start_ms), from_ms(end_ms)
-        return {
-            name
-            for name in names
-            if self._call(f"series {name}", self._client.get_series, begin, end, {"match[]": name})
+        params = {
+            "match[]": [f"{{__name__={quote(name)}}}" for name in names],
+            "start": f"{start_ms / 1000:.3f}",
+            "end": f"{end_ms / 1000:.3f}",
         }
+        found = self._call("metric names", self._client.get_label_values, "__name__", params)
+        return set(found or ()) & set(names)
 
     def closed_ranges(self) -> bool:
         """Whether range selectors include their left edge (Prometheus 2.x) or not (3.x)."""

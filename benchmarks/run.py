@@ -1,0 +1,83 @@
+"""``make bench``: run every benchmark side by side and write docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import sys
+from pathlib import Path
+
+from benchmarks.collect_bench import run_accuracy, run_scale
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def machine() -> str:
+    """One line describing where the numbers were measured."""
+    mem = next(
+        (line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+         if line.startswith("MemTotal")),
+        "?",
+    )  # fmt: skip
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, {int(mem) // 1024 // 1024} GiB, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+
+
+def main() -> None:
+    """Run the benchmarks and write docs/benchmarks.md."""
+    series = int(os.environ.get("BENCH_SERIES", "100000"))
+    accuracy = run_accuracy()
+    scale = run_scale(series)
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = f"""# Benchmarks
+
+Produced by `make bench` (`python -m benchmarks.run`) on {now}.
+Machine: {machine()}. Prometheus: Debian 2.42 on loopback, data backfilled with promtool.
+
+## Collection of one hour at {scale["series"]:,} active series
+
+Exact collection of one closed hour by the collector (steady state: the source is bootstrapped
+first, untimed) against the naive `sum by (user, tier, model) (increase(m[1h]))` query that
+today's dashboards run, on the same Prometheus, alternating in one process, median of 3 rounds.
+5-minute scrape interval, 2 replicas per user, one series in 500 reset in the hour.
+
+| measure | exact collector | naive `increase()` query | ratio |
+|---|---|---|---|
+| wall time | {scale["ours_s"]:.2f} s | {scale["naive_s"]:.2f} s | **{scale["ratio"]:.2f}x** |
+| peak RSS of the collector process (VmHWM) | {scale["peak_rss_mib"]:.0f} MiB | | |
+
+The collector asks Prometheus for two things per bucket (last value of every series; series with
+a reset since the previous bucket began), concurrently, fetches raw samples only for flagged
+series, accounts exactly against per-series state, and writes usage rows in one transaction.
+The naive query returns already-aggregated numbers that are wrong (see below); the collector's
+extra time is the per-series state that exactness needs: the last-value query alone costs about
+as much inside Prometheus as the whole naive query, and decoding 100k series in Python adds
+~0.5 s. The issue's target of 1.5x is **not met**; see "Known limits" in docs/development.md.
+
+## Accuracy on simulated traffic
+
+24 hours, 200 users, 3 tiers, 5 models, 2 Limitador replicas, 1-minute scrapes, two Limitador
+restarts and a 55-minute scrape gap. Error is the sum over (user, tier, model, hour) of the
+absolute difference from the simulator's observable ground truth.
+
+| method | total tokens | absolute error (tokens) |
+|---|---|---|
+| ground truth (observable) | {accuracy["truth_tokens"]:,} | 0 |
+| exact collector | {accuracy["ours_total"]:,} | **{accuracy["ours_abs_error"]:,}** |
+| naive `increase()` per hour | {accuracy["naive_total"]:,} | {accuracy["naive_abs_error"]:,} |
+
+## Reproduce
+
+```sh
+make bench                      # BENCH_SERIES=20000 make bench for a quicker run
+```
+"""
+    (ROOT / "docs" / "benchmarks.md").write_text(text)
+    sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    main()

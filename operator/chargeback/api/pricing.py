@@ -1,0 +1,99 @@
+"""TierPricing: the prices an administrator sets, per tier and per model, as data."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from pydantic import Field, Strict, model_validator
+
+from chargeback.api.base import ApiModel
+from chargeback.api.common import Condition, Currency, DecimalString, DnsLabel, unique
+
+MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+
+
+class ModelPrice(ApiModel):
+    """A price for one model that overrides the tier's price."""
+
+    name: Annotated[str, Field(pattern=MODEL_PATTERN, max_length=253)]
+    """Model name as it appears in the source's model label."""
+    price: DecimalString
+    """Price per unit of tokens for this model in this tier."""
+
+
+class TierPrice(ApiModel):
+    """The price of one tier."""
+
+    name: DnsLabel
+    """Tier name as it appears in the source's tier label (e.g. free, premium, enterprise)."""
+    price: DecimalString
+    """Price per unit of tokens, as a decimal string (e.g. "0.005")."""
+    included_tokens: Annotated[int, Strict(), Field(ge=0, le=10**15)] = 0
+    """Tokens each user of this tier gets free per report period before prices apply."""
+    models: Annotated[
+        list[ModelPrice],
+        Field(
+            max_length=256,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ] = []  # noqa: RUF012 - pydantic copies defaults
+    """Per-model price overrides within this tier."""
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> TierPrice:
+        unique([m.name for m in self.models], "model")
+        return self
+
+
+class TierPricingSpec(ApiModel):
+    """Prices per tier (and model) in one currency; every accepted change is a new version."""
+
+    currency: Currency
+    """ISO 4217 currency code of all prices."""
+    tokens_per_unit: Annotated[int, Strict(), Field(ge=1, le=1_000_000_000)] = 1000
+    """How many tokens one price unit covers (1000: prices are per 1K tokens)."""
+    effective_from: dt.datetime | None = None
+    """When this version of the prices takes effect. Unset: when the change is accepted."""
+    tiers: Annotated[
+        list[TierPrice],
+        Field(
+            min_length=1,
+            max_length=64,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ]
+    """Prices of the tiers. Usage in a tier not listed here is reported as unpriced."""
+
+    @model_validator(mode="after")
+    def _unique_tiers(self) -> TierPricingSpec:
+        unique([t.name for t in self.tiers], "tier")
+        return self
+
+
+class TierPricingStatus(ApiModel):
+    """What the operator made of the pricing."""
+
+    observed_generation: int = 0
+    """The metadata.generation last processed."""
+    conditions: Annotated[
+        list[Condition],
+        Field(
+            max_length=16,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+        ),
+    ] = []  # noqa: RUF012
+    """Current conditions (Ready)."""
+    current_version: int = 0
+    """Number of the price version in force, counted from 1."""
+    effective_from: dt.datetime | None = None
+    """When the current version took effect."""

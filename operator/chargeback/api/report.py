@@ -1,0 +1,207 @@
+"""UsageReport: what to report on, how to attribute it, and for which periods."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, Strict, field_validator, model_validator
+
+from chargeback.api.base import ApiModel
+from chargeback.api.common import (
+    Condition,
+    DecimalString,
+    DnsLabel,
+    Duration,
+    ObjectRef,
+    unique,
+)
+from chargeback.api.source import LabelName, SourceSpec
+
+TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"
+
+
+class Team(ApiModel):
+    """A team and its members."""
+
+    name: DnsLabel
+    """Team name as shown in reports."""
+    users: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=253)]],
+        Field(max_length=5000, json_schema_extra={"x-kubernetes-list-type": "set"}),
+    ]
+    """Members: user label values, or usernames whose MaaS ServiceAccount name is in the label."""
+
+    @model_validator(mode="after")
+    def _unique_users(self) -> Team:
+        unique(self.users, "user")
+        return self
+
+
+class Attribution(ApiModel):
+    """How usage is attributed to teams.
+
+    The first rule that matches wins, in this order: static teams, the team label, OpenShift
+    Groups; anything else goes to `unassigned`.
+    """
+
+    teams: Annotated[
+        list[Team],
+        Field(
+            max_length=500,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ] = []  # noqa: RUF012
+    """Static team membership."""
+    team_label: LabelName | None = None
+    """A source label naming the team (e.g. cost_center); it must be in source.extraLabels."""
+    openshift_groups: bool = False
+    """Use OpenShift Groups (user.openshift.io/v1) as teams when that API exists."""
+    group_prefix: Annotated[str, Field(max_length=63)] = ""
+    """Only Groups whose name starts with this prefix are teams (e.g. team-)."""
+
+    @model_validator(mode="after")
+    def _unique_teams(self) -> Attribution:
+        unique([t.name for t in self.teams], "team")
+        return self
+
+
+class FixedPeriod(ApiModel):
+    """One fixed period [start, end)."""
+
+    start: dt.datetime
+    """Start of the period (inclusive)."""
+    end: dt.datetime
+    """End of the period (exclusive)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FixedPeriod:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("period.start and period.end need a time zone (e.g. a Z suffix)")
+        if self.start >= self.end:
+            raise ValueError("period.start must be before period.end")
+        return self
+
+
+class Schedule(ApiModel):
+    """Recurring periods in a time zone."""
+
+    interval: Literal["daily", "weekly", "monthly"]
+    """Length of each period; weekly periods start on Monday."""
+    time_zone: Annotated[str, Field(pattern=TIME_ZONE_PATTERN, max_length=64)] = "UTC"
+    """IANA time zone in which periods begin at midnight (e.g. Europe/Paris)."""
+    grace_period: Duration = "2h"
+    """How long after a period ends late scrapes may still arrive before it is finalised."""
+    keep_finalized: Annotated[int, Strict(), Field(ge=1, le=120)] = 12
+    """How many finalised periods the status lists (all stay in the ledger)."""
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+
+class UsageReportSpec(ApiModel):
+    """A chargeback report: source, pricing, attribution and period."""
+
+    pricing_ref: ObjectRef
+    """The TierPricing that prices this report."""
+    source: SourceSpec = SourceSpec()
+    """Where the token counters are and how to read their labels."""
+    attribution: Attribution = Attribution()
+    """How users map to teams."""
+    period: FixedPeriod | None = None
+    """A fixed period. Exactly one of period and schedule is set."""
+    schedule: Schedule | None = None
+    """Recurring periods. Exactly one of period and schedule is set."""
+    top_users: Annotated[int, Strict(), Field(ge=1, le=50)] = 10
+    """How many top users the status lists."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UsageReportSpec:
+        # The same rules as the CRD's CEL, for manifests used without a cluster.
+        if (self.period is None) == (self.schedule is None):
+            raise ValueError("exactly one of period or schedule must be set")
+        team_label = self.attribution.team_label
+        if team_label is not None and team_label not in self.source.extra_labels:
+            raise ValueError("attribution.teamLabel must be listed in source.extraLabels")
+        return self
+
+
+class Totals(ApiModel):
+    """Totals of a period."""
+
+    tokens: int = 0
+    """Tokens used."""
+    cost: DecimalString = "0"
+    """Cost of the priced tokens, in the pricing's currency."""
+    unpriced_tokens: int = 0
+    """Tokens with no price (unknown tier, or before the first price version)."""
+
+
+class Breakdown(ApiModel):
+    """Tokens and cost of one team, tier, model or user."""
+
+    name: Annotated[str, Field(max_length=253)]
+    """The team, tier, model or user."""
+    tokens: int
+    """Tokens used."""
+    cost: DecimalString
+    """Cost in the pricing's currency."""
+
+
+class PeriodSummary(ApiModel):
+    """A finalised period, in brief."""
+
+    start: dt.datetime
+    """Start of the period."""
+    end: dt.datetime
+    """End of the period."""
+    tokens: int
+    """Tokens used."""
+    cost: DecimalString
+    """Cost."""
+
+
+class UsageReportStatus(ApiModel):
+    """A bounded summary of the open (or fixed) period; details live in the exports."""
+
+    observed_generation: int = 0
+    """The metadata.generation last processed."""
+    conditions: Annotated[
+        list[Condition],
+        Field(
+            max_length=16,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+        ),
+    ] = []  # noqa: RUF012
+    """Ready, Priced, DataComplete, SourceAvailable."""
+    period: FixedPeriod | None = None
+    """The period this summary covers."""
+    currency: Annotated[str, Field(max_length=3)] = ""
+    """Currency of all costs."""
+    totals: Totals = Totals()
+    """Totals of the period."""
+    by_tier: Annotated[list[Breakdown], Field(max_length=64)] = []  # noqa: RUF012
+    """Per tier."""
+    by_team: Annotated[list[Breakdown], Field(max_length=100)] = []  # noqa: RUF012
+    """Per team (the largest 100)."""
+    by_model: Annotated[list[Breakdown], Field(max_length=100)] = []  # noqa: RUF012
+    """Per model (the largest 100)."""
+    top_users: Annotated[list[Breakdown], Field(max_length=50)] = []  # noqa: RUF012
+    """The top users by cost."""
+    finalized: Annotated[list[PeriodSummary], Field(max_length=120)] = []  # noqa: RUF012
+    """The most recent finalised periods."""
+    last_refresh_time: dt.datetime | None = None
+    """When the summary was last computed."""
