@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 import yaml
-
 from hack.gen import render_crds
+
 from tests.api.conftest import ROOT
 
 
