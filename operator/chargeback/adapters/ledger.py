@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from chargeback.domain.counters import State
 from chargeback.domain.series import SeriesKey, key_from_text, key_text
+from chargeback.domain.usage import Gap, UsageRow
 
 metadata = sa.MetaData()
 
@@ -70,12 +71,39 @@ gaps = sa.Table(
 )
 
 
+price_versions = sa.Table(
+    "price_versions",
+    metadata,
+    sa.Column("pricing", sa.String(253), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("effective_from_ms", sa.BigInteger, nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("recorded_ms", sa.BigInteger, nullable=False),
+)
+documents = sa.Table(
+    "report_documents",
+    metadata,
+    sa.Column("report", sa.String(512), primary_key=True),
+    sa.Column("period_start_ms", sa.BigInteger, primary_key=True),
+    sa.Column("period_end_ms", sa.BigInteger, nullable=False),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("csv", sa.Text, nullable=False),
+    sa.Column("finalized_ms", sa.BigInteger, nullable=False),
+)
+
+
 def _migration_1(conn: Connection) -> None:
     for table in (sources, series_state, usage, gaps):
         table.create(conn)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1]
+def _migration_2(conn: Connection) -> None:
+    for table in (price_versions, documents):
+        table.create(conn)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2]
 """Schema migrations in order; the schema version is the number applied. Append, never edit."""
 
 
@@ -98,27 +126,6 @@ class SourceRecord:
     start_ms: int
     watermark_ms: int
     observing: bool
-
-
-@dataclass(frozen=True)
-class UsageRow:
-    """Tokens of one bucket and one combination of dimensions."""
-
-    bucket_start_ms: int
-    user: str
-    tier: str
-    model: str
-    extra: tuple[tuple[str, str], ...]
-    tokens: int
-
-
-@dataclass(frozen=True)
-class Gap:
-    """A time range whose usage Prometheus could no longer show us."""
-
-    start_ms: int
-    end_ms: int
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -349,6 +356,107 @@ class Ledger:
                 sa.select(gaps).where(gaps.c.source_id == source_id).order_by(gaps.c.start_ms)
             ).all()
         return [Gap(r.start_ms, r.end_ms, r.reason) for r in rows]
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """A price version as recorded."""
+
+    pricing: str
+    version: int
+    effective_from_ms: int
+    spec: dict[str, Any]
+    digest: str
+
+
+@dataclass(frozen=True)
+class FinalDocument:
+    """A finalised report document: stored once, never changed."""
+
+    report: str
+    period_start_ms: int
+    period_end_ms: int
+    document: str
+    csv: str
+    finalized_ms: int
+
+
+class PricingLedger:
+    """Price versions and finalised documents, in the same database as the usage."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.engine = ledger.engine
+
+    def record_version(
+        self, pricing: str, spec: dict[str, Any], digest: str, effective_from_ms: int, now_ms: int
+    ) -> StoredVersion:
+        """Record ``spec`` as a new version unless it equals the latest one; return the latest."""
+        with self.engine.begin() as conn:
+            latest = conn.execute(
+                sa.select(price_versions)
+                .where(price_versions.c.pricing == pricing)
+                .order_by(price_versions.c.version.desc())
+                .limit(1)
+            ).first()
+            if latest is not None and latest.digest == digest:
+                return _stored(latest)
+            number = 1 if latest is None else latest.version + 1
+            conn.execute(
+                price_versions.insert().values(
+                    pricing=pricing, version=number, effective_from_ms=effective_from_ms,
+                    spec=json.dumps(spec, sort_keys=True), digest=digest, recorded_ms=now_ms,
+                )
+            )  # fmt: skip
+        return StoredVersion(pricing, number, effective_from_ms, spec, digest)
+
+    def versions(self, pricing: str) -> list[StoredVersion]:
+        """Every recorded version of ``pricing``, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(price_versions)
+                .where(price_versions.c.pricing == pricing)
+                .order_by(price_versions.c.version)
+            ).all()
+        return [_stored(r) for r in rows]
+
+    def finalize(self, document: FinalDocument) -> FinalDocument:
+        """Store a finalised document; if the period was finalised before, keep the first."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(documents.insert().values(**document.__dict__))
+        except sa.exc.IntegrityError:
+            pass  # finalised already (by us before a crash, or by another process): immutable
+        stored = self.final(document.report, document.period_start_ms)
+        if stored is None:  # pragma: no cover - inserted just now or earlier
+            raise LedgerError(f"finalised document of {document.report} vanished")
+        return stored
+
+    def final(self, report: str, period_start_ms: int) -> FinalDocument | None:
+        """The finalised document of a period, if any."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(documents)
+                .where(documents.c.report == report)
+                .where(documents.c.period_start_ms == period_start_ms)
+            ).first()
+        return FinalDocument(**row._mapping) if row is not None else None
+
+    def finals(self, report: str, limit: int = 120) -> list[FinalDocument]:
+        """The most recent finalised documents of a report, newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(documents)
+                .where(documents.c.report == report)
+                .order_by(documents.c.period_start_ms.desc())
+                .limit(limit)
+            ).all()
+        return [FinalDocument(**r._mapping) for r in rows]
+
+
+def _stored(row: Any) -> StoredVersion:
+    return StoredVersion(
+        row.pricing, row.version, row.effective_from_ms, json.loads(row.spec), row.digest
+    )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chargeback.adapters.ledger import Gap, Ledger, SourceRecord, Step, StepConflict, UsageRow
+from chargeback.adapters.ledger import Ledger, SourceRecord, Step, StepConflict
 from chargeback.adapters.prometheus import PrometheusClient, PrometheusQueryError, QueryTooLarge
 from chargeback.api.source import DEFAULT_METRICS, SourceSpec
 from chargeback.domain import buckets
@@ -26,6 +26,7 @@ from chargeback.domain.counters import (
 )
 from chargeback.domain.selectors import Matcher, parse_selector, regex_escape, series_selector
 from chargeback.domain.series import SeriesKey, aggregate
+from chargeback.domain.usage import Gap, UsageRow
 
 log = logging.getLogger(__name__)
 

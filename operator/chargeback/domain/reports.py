@@ -1,0 +1,267 @@
+"""Report documents: usage priced by version, attributed to teams, broken down, conserved.
+
+Every breakdown is a sum of rounded line items, so each adds up to the totals exactly, in tokens
+and in money. Documents render to JSON and CSV deterministically: the same inputs give the same
+bytes, which is what lets a finalised period be stored once and re-rendered identically.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from chargeback.domain.attribution import TeamResolver
+from chargeback.domain.money import format_money, round_money
+from chargeback.domain.periods import Period
+from chargeback.domain.pricing import PriceBook
+from chargeback.domain.usage import Gap, UsageRow
+
+LINE_COLUMNS = (
+    "user",
+    "team",
+    "tier",
+    "model",
+    "tokens",
+    "cost",
+    "unpricedTokens",
+    "includedTokens",
+)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line item: a user's usage of one model in one tier (and team) over the period."""
+
+    user: str
+    team: str
+    tier: str
+    model: str
+    tokens: int
+    cost: Decimal
+    unpriced_tokens: int
+    included_tokens: int
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """Tokens and cost of one value of a dimension."""
+
+    name: str
+    tokens: int
+    cost: Decimal
+
+
+@dataclass(frozen=True)
+class ReportDocument:
+    """The full result of a report for one period."""
+
+    report: str
+    period: Period
+    currency: str
+    lines: tuple[Line, ...]
+    gaps: tuple[Gap, ...]
+    pricing_versions: tuple[dict[str, Any], ...]
+    data_through_ms: int
+    finalized: bool = False
+    top_n: int = 10
+    tokens: int = field(init=False)
+    cost: Decimal = field(init=False)
+    unpriced_tokens: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tokens", sum(line.tokens for line in self.lines))
+        object.__setattr__(self, "cost", sum((line.cost for line in self.lines), Decimal(0)))
+        object.__setattr__(self, "unpriced_tokens", sum(ln.unpriced_tokens for ln in self.lines))
+
+    def breakdown(self, dimension: str) -> list[Breakdown]:
+        """Per value of ``dimension`` (team, user, tier, model), largest cost first."""
+        tokens: dict[str, int] = defaultdict(int)
+        cost: dict[str, Decimal] = defaultdict(Decimal)
+        for line in self.lines:
+            key = getattr(line, dimension)
+            tokens[key] += line.tokens
+            cost[key] += line.cost
+        rows = [Breakdown(name, tokens[name], cost[name]) for name in tokens]
+        return sorted(rows, key=lambda b: (-b.cost, -b.tokens, b.name))
+
+    def top_users(self, by: str) -> list[Breakdown]:
+        """The ``top_n`` users by ``tokens`` or ``cost``."""
+        users = self.breakdown("user")
+        if by == "tokens":
+            users.sort(key=lambda b: (-b.tokens, -b.cost, b.name))
+        return users[: self.top_n]
+
+    @property
+    def data_complete(self) -> bool:
+        """No gap overlaps the period and usage is collected through its end."""
+        return not self.gaps and self.data_through_ms >= self.period.end_ms
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON-ready document."""
+        money = self._money
+
+        def rows(items: Iterable[Breakdown]) -> list[dict[str, Any]]:
+            return [{"name": b.name, "tokens": b.tokens, "cost": money(b.cost)} for b in items]
+
+        return {
+            "apiVersion": "chargeback.dev/v1alpha1",
+            "kind": "UsageReportDocument",
+            "report": self.report,
+            "period": {"start": iso(self.period.start_ms), "end": iso(self.period.end_ms)},
+            "finalized": self.finalized,
+            "dataComplete": self.data_complete,
+            "dataThrough": iso(min(self.data_through_ms, self.period.end_ms)),
+            "currency": self.currency,
+            "totals": {
+                "tokens": self.tokens,
+                "cost": money(self.cost),
+                "unpricedTokens": self.unpriced_tokens,
+            },
+            "byTeam": rows(self.breakdown("team")),
+            "byTier": rows(self.breakdown("tier")),
+            "byModel": rows(self.breakdown("model")),
+            "byUser": rows(self.breakdown("user")),
+            "topUsersByTokens": rows(self.top_users("tokens")),
+            "topUsersByCost": rows(self.top_users("cost")),
+            "gaps": [
+                {"start": iso(g.start_ms), "end": iso(g.end_ms), "reason": g.reason}
+                for g in self.gaps
+            ],
+            "pricingVersions": list(self.pricing_versions),
+            "lines": [
+                {
+                    "user": ln.user,
+                    "team": ln.team,
+                    "tier": ln.tier,
+                    "model": ln.model,
+                    "tokens": ln.tokens,
+                    "cost": money(ln.cost),
+                    "unpricedTokens": ln.unpriced_tokens,
+                    "includedTokens": ln.included_tokens,
+                }
+                for ln in self.lines
+            ],
+        }
+
+    def to_json(self) -> str:
+        """Deterministic JSON text."""
+        return json.dumps(self.as_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    def to_csv(self) -> str:
+        """Line items as CSV, with the period and currency on every row."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([*LINE_COLUMNS, "currency", "periodStart", "periodEnd"])
+        start, end = iso(self.period.start_ms), iso(self.period.end_ms)
+        for ln in self.lines:
+            values = (ln.user, ln.team, ln.tier, ln.model, ln.tokens, self._money(ln.cost))
+            extra = (ln.unpriced_tokens, ln.included_tokens, self.currency, start, end)
+            writer.writerow([*values, *extra])
+        return out.getvalue()
+
+    def _money(self, amount: Decimal) -> str:
+        return format_money(amount, self.currency)
+
+
+def iso(t_ms: int) -> str:
+    """UTC ISO 8601 with a Z suffix."""
+    return dt.datetime.fromtimestamp(t_ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _Accumulator:
+    tokens: int = 0
+    exact: Decimal = field(default_factory=Decimal)
+    unpriced: int = 0
+    included: int = 0
+
+
+def build_document(
+    *,
+    report: str,
+    period: Period,
+    usage: Iterable[UsageRow],
+    book: PriceBook,
+    teams: TeamResolver,
+    gaps: Iterable[Gap] = (),
+    data_through_ms: int,
+    top_n: int = 10,
+    finalized: bool = False,
+) -> ReportDocument:
+    """Price, attribute and sum the usage of ``period`` into a document.
+
+    Each bucket is priced by the version in force at its start. Included tokens are consumed in
+    time order, per user and tier, before prices apply. Tokens of a tier without a price, or
+    before the first version, are counted as unpriced: never as zero cost.
+    """
+    lines: dict[tuple[str, str, str, str], _Accumulator] = defaultdict(_Accumulator)
+    allowance: dict[tuple[str, str], int] = {}
+    used_versions: dict[int, Any] = {}
+    rows = sorted(
+        (r for r in usage if period.contains(r.bucket_start_ms)),
+        key=lambda r: (r.bucket_start_ms, r.user, r.tier, r.model, r.extra),
+    )
+    for row in rows:
+        team = teams.team(row.user, dict(row.extra))
+        line = lines[(row.user, team, row.tier, row.model)]
+        line.tokens += row.tokens
+        version = book.at(row.bucket_start_ms)
+        price = version.price(row.tier, row.model) if version else None
+        if version is None or price is None:
+            line.unpriced += row.tokens
+            continue
+        used_versions[version.number] = version
+        remaining = allowance.setdefault((row.user, row.tier), version.included_tokens(row.tier))
+        free = min(remaining, row.tokens)
+        allowance[(row.user, row.tier)] = remaining - free
+        line.included += free
+        line.exact += Decimal(row.tokens - free) * price / version.spec.tokens_per_unit
+    currency = book.currency
+    items = tuple(
+        Line(
+            user=user,
+            team=team,
+            tier=tier,
+            model=model,
+            tokens=acc.tokens,
+            cost=round_money(acc.exact, currency),
+            unpriced_tokens=acc.unpriced,
+            included_tokens=acc.included,
+        )
+        for (user, team, tier, model), acc in sorted(lines.items(), key=_line_order)
+    )
+    versions = tuple(
+        {
+            "version": v.number,
+            "effectiveFrom": iso(v.effective_from_ms),
+            "digest": v.digest,
+            "tokensPerUnit": v.spec.tokens_per_unit,
+        }
+        for _, v in sorted(used_versions.items())
+    )
+    overlapping = tuple(
+        g for g in gaps if g.start_ms < period.end_ms and g.end_ms > period.start_ms
+    )
+    return ReportDocument(
+        report=report,
+        period=period,
+        currency=currency,
+        lines=items,
+        gaps=overlapping,
+        pricing_versions=versions,
+        data_through_ms=data_through_ms,
+        finalized=finalized,
+        top_n=top_n,
+    )
+
+
+def _line_order(item: tuple[tuple[str, str, str, str], _Accumulator]) -> tuple[str, ...]:
+    user, team, tier, model = item[0]
+    return (team, user, tier, model)

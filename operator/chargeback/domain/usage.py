@@ -1,0 +1,26 @@
+"""Usage as the ledger stores it: tokens per bucket and dimensions, and gaps in the data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """Tokens of one bucket (bucket_start_ms, bucket_start_ms + size] and one set of dimensions."""
+
+    bucket_start_ms: int
+    user: str
+    tier: str
+    model: str
+    extra: tuple[tuple[str, str], ...]
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A time range whose usage Prometheus could no longer show us."""
+
+    start_ms: int
+    end_ms: int
+    reason: str

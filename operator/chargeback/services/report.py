@@ -1,0 +1,109 @@
+"""Reports: collect a report's period, price and attribute it, finalise it once it is over.
+
+A finalised period's document is stored in the ledger with the price versions it used and is
+never computed again: re-rendering it returns the stored bytes, whatever prices say later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chargeback.adapters.ledger import FinalDocument, Ledger, PricingLedger
+from chargeback.api.report import UsageReportSpec
+from chargeback.domain.attribution import TeamResolver
+from chargeback.domain.periods import Period, check_aligned, is_final, report_period
+from chargeback.domain.pricing import PriceBook
+from chargeback.domain.reports import build_document
+from chargeback.services.collect import Collector, CollectResult
+
+log = logging.getLogger(__name__)
+
+SCRAPE_DELAY_MS = 120_000
+"""Buckets are collected only this long after they close, so late scrapes are in."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A report document for one period, as JSON and CSV, and whether it is final."""
+
+    period: Period
+    json: str
+    csv: str
+    finalized: bool
+    collected: CollectResult | None
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The parsed JSON document."""
+        parsed: dict[str, Any] = json.loads(self.json)
+        return parsed
+
+
+class ReportService:
+    """Renders and finalises report periods from one ledger and one Prometheus."""
+
+    def __init__(self, collector: Collector, ledger: Ledger) -> None:
+        self.collector = collector
+        self.ledger = ledger
+        self.finals = PricingLedger(ledger)
+
+    def render(
+        self,
+        report: str,
+        spec: UsageReportSpec,
+        book: PriceBook,
+        *,
+        now_ms: int,
+        period: Period | None = None,
+        groups: Mapping[str, list[str]] | None = None,
+        history_start_ms: int | None = None,
+    ) -> Rendered:
+        """The document of ``period`` (default: the period the report shows at ``now_ms``).
+
+        Collects the period first (catching up from the ledger's watermark), then finalises
+        it if its grace period has passed and every bucket of it is collected.
+        """
+        period = period or report_period(spec, now_ms)
+        check_aligned(period, self.collector.settings.bucket_ms)
+        stored = self.finals.final(report, period.start_ms)
+        if stored is not None:
+            return _rendered(stored, None)
+        ready = min(now_ms - SCRAPE_DELAY_MS, period.end_ms)
+        start = period.start_ms if history_start_ms is None else history_start_ms
+        collected = self.collector.collect(spec.source, start, max(ready, start))
+        source_id = collected.source_id
+        final = is_final(period, spec, now_ms) and collected.watermark_ms >= period.end_ms
+        document = build_document(
+            report=report,
+            period=period,
+            usage=self.ledger.usage(source_id, period.start_ms, period.end_ms),
+            book=book,
+            teams=TeamResolver(spec.attribution, groups),
+            gaps=self.ledger.gaps(source_id),
+            data_through_ms=collected.watermark_ms,
+            top_n=spec.top_users,
+            finalized=final,
+        )
+        if not final:
+            return Rendered(period, document.to_json(), document.to_csv(), False, collected)
+        log.info("Finalised report %s for the period starting %d", report, period.start_ms)
+        stored = self.finals.finalize(
+            FinalDocument(
+                report=report,
+                period_start_ms=period.start_ms,
+                period_end_ms=period.end_ms,
+                document=document.to_json(),
+                csv=document.to_csv(),
+                finalized_ms=now_ms,
+            )
+        )
+        return _rendered(stored, collected)
+
+
+def _rendered(stored: FinalDocument, collected: CollectResult | None) -> Rendered:
+    period = Period(stored.period_start_ms, stored.period_end_ms)
+    return Rendered(period, stored.document, stored.csv, True, collected)
