@@ -19,10 +19,16 @@ from rich.table import Table
 from chargeback import __version__
 from chargeback.adapters.ledger import Ledger, LedgerError
 from chargeback.adapters.prometheus import PrometheusClient, PrometheusError, PrometheusSettings
+from chargeback.api.common import API_VERSION
+from chargeback.api.pricing import TierPricingSpec
+from chargeback.api.report import UsageReportSpec
 from chargeback.api.source import SourceSpec
 from chargeback.domain import buckets
+from chargeback.domain.periods import report_period
+from chargeback.domain.pricing import PriceBook, PriceVersion, spec_digest
 from chargeback.domain.selectors import SelectorError
 from chargeback.services.collect import CollectError, Collector, CollectorSettings
+from chargeback.services.report import ReportService
 
 console = Console(stderr=True)
 
@@ -42,6 +48,73 @@ def parse_time(value: str, option: str) -> int:
     return buckets.to_ms(moment)
 
 
+def _problems(exc: ValidationError, prefix: str = "") -> str:
+    return "; ".join(
+        f"{prefix}{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+        for e in exc.errors()
+    )
+
+
+def load_manifests(path: Path, kind: str, option: str) -> list[dict[str, Any]]:
+    """The documents of ``kind`` in a YAML file, with errors naming the file and option."""
+    try:
+        documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    except (OSError, yaml.YAMLError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint=option) from exc
+    if not documents:
+        raise click.BadParameter(f"{path} holds no {kind}", param_hint=option)
+    for document in documents:
+        if not isinstance(document, dict) or document.get("kind") != kind:
+            found = document.get("kind") if isinstance(document, dict) else type(document).__name__
+            raise click.BadParameter(
+                f"{path}: expected kind {kind}, found {found}", param_hint=option
+            )
+        if document.get("apiVersion") != API_VERSION:
+            raise click.BadParameter(
+                f"{path}: apiVersion must be {API_VERSION}, not {document.get('apiVersion')}",
+                param_hint=option,
+            )
+    return documents
+
+
+def load_price_book(path: Path) -> tuple[str, PriceBook]:
+    """A TierPricing file (one document per price version) as a price book."""
+    versions = []
+    names = set()
+    for number, document in enumerate(load_manifests(path, "TierPricing", "--pricing"), 1):
+        names.add((document.get("metadata") or {}).get("name", ""))
+        try:
+            spec = TierPricingSpec.model_validate(document.get("spec") or {})
+        except ValidationError as exc:
+            raise click.BadParameter(
+                f"{path}: {_problems(exc, 'spec.')}", param_hint="--pricing"
+            ) from exc
+        effective = buckets.to_ms(spec.effective_from) if spec.effective_from else 0
+        versions.append(PriceVersion(number, effective, spec, spec_digest(spec)))
+    if len(names) != 1:
+        raise click.BadParameter(
+            f"{path}: all versions must name the same TierPricing", param_hint="--pricing"
+        )
+    try:
+        return names.pop(), PriceBook(versions)
+    except ValueError as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="--pricing") from exc
+
+
+def load_report(path: Path) -> tuple[str, UsageReportSpec, str]:
+    """A UsageReport manifest: (namespace/name, spec, pricing name)."""
+    (document,) = load_manifests(path, "UsageReport", "--report")[:1]
+    metadata = document.get("metadata") or {}
+    try:
+        spec = UsageReportSpec.model_validate(document.get("spec") or {})
+    except ValidationError as exc:
+        raise click.BadParameter(
+            f"{path}: {_problems(exc, 'spec.')}", param_hint="--report"
+        ) from exc
+    name = f"{metadata.get('namespace', 'default')}/{metadata.get('name', path.stem)}"
+    return name, spec, spec.pricing_ref.name
+
+
 def load_source(path: Path) -> SourceSpec:
     """A SourceSpec from a YAML file: a bare source, or a UsageReport manifest's spec.source."""
     try:
@@ -53,10 +126,7 @@ def load_source(path: Path) -> SourceSpec:
     try:
         return SourceSpec.model_validate(document or {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
-        )
-        raise click.BadParameter(f"{path}: {problems}", param_hint="--source") from exc
+        raise click.BadParameter(f"{path}: {_problems(exc)}", param_hint="--source") from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -125,15 +195,9 @@ def collect(
     start_ms, end_ms = parse_time(start, "--from"), parse_time(end, "--to")
     if end_ms <= start_ms:
         raise click.BadParameter("must be after --from", param_hint="--to")
-    try:
-        bucket_ms = int(buckets.parse_duration(bucket).total_seconds() * 1000)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--bucket") from exc
+    bucket_ms = _bucket_ms(bucket)
     prometheus = make_prometheus(prometheus_url, token_file, ca_file, insecure_skip_tls_verify)
-    try:
-        ledger = Ledger(dsn)
-    except (LedgerError, Exception) as exc:
-        raise click.ClickException(f"cannot open the ledger {dsn}: {exc}") from exc
+    ledger = _open_ledger(dsn)
     collector = Collector(prometheus, ledger, CollectorSettings(bucket_ms=bucket_ms))
     columns = [*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn()]
     try:
@@ -174,10 +238,7 @@ def ledger() -> None:
               show_default=True)  # fmt: skip
 def ledger_show(dsn: str, source_id: str | None, group_by: str, fmt: str) -> None:
     """Show sources, watermarks, gaps and usage totals stored in the ledger."""
-    try:
-        store = Ledger(dsn)
-    except Exception as exc:
-        raise click.ClickException(f"cannot open the ledger {dsn}: {exc}") from exc
+    store = _open_ledger(dsn)
     try:
         records = [r for r in store.list_sources() if source_id in (None, r.id)]
         if source_id and not records:
@@ -223,6 +284,138 @@ def ledger_show(dsn: str, source_id: str | None, group_by: str, fmt: str) -> Non
         out.print(f"History {item['start']} to {item['watermark']}; {len(item['gaps'])} gap(s)")
         for gap in item["gaps"]:
             out.print(f"  gap {gap['start']} - {gap['end']}: {gap['reason']}")
+
+
+@main.command()
+@prometheus_options
+@click.option(
+    "--pricing",
+    "pricing_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="TierPricing manifest; several documents are several price versions.",
+)
+@click.option(
+    "--report",
+    "report_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="UsageReport manifest.",
+)
+@click.option(
+    "--ledger",
+    "dsn",
+    default="sqlite://",
+    show_default="in memory",
+    envvar="CHARGEBACK_LEDGER",
+    help=LEDGER_HELP,
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write here instead of standard output.",
+)
+@click.option(
+    "--at",
+    "at",
+    default="now",
+    show_default=True,
+    help="Show the period containing this time (scheduled reports).",
+)
+@click.option("--bucket", default="1h", show_default=True, help="Bucket size, e.g. 1h or 15m.")
+def report(
+    *,
+    prometheus_url: str,
+    token_file: Path | None,
+    ca_file: Path | None,
+    insecure_skip_tls_verify: bool,
+    pricing_file: Path,
+    report_file: Path,
+    dsn: str,
+    fmt: str,
+    output: Path | None,
+    at: str,
+    bucket: str,
+) -> None:
+    """Render a UsageReport from Prometheus without a cluster: collect, price, attribute."""
+    report_name, spec, pricing_name = load_report(report_file)
+    book_name, book = load_price_book(pricing_file)
+    if book_name != pricing_name:
+        raise click.BadParameter(
+            f"the report names TierPricing {pricing_name!r} but {pricing_file} holds {book_name!r}",
+            param_hint="--pricing",
+        )
+    now_ms = parse_time("now", "--at")
+    at_ms = parse_time(at, "--at")
+    bucket_ms = _bucket_ms(bucket)
+    prometheus = make_prometheus(prometheus_url, token_file, ca_file, insecure_skip_tls_verify)
+    ledger = _open_ledger(dsn)
+    service = ReportService(
+        Collector(prometheus, ledger, CollectorSettings(bucket_ms=bucket_ms)), ledger
+    )
+    try:
+        rendered = service.render(report_name, spec, book, now_ms=now_ms,
+                                  period=report_period(spec, at_ms))  # fmt: skip
+    except (PrometheusError, SelectorError, CollectError, LedgerError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        prometheus.close()
+        ledger.close()
+    if fmt == "table":
+        render_table(rendered.document, Console(file=output.open("w") if output else None))
+        return
+    text = rendered.json if fmt == "json" else rendered.csv
+    if output:
+        output.write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+def render_table(document: dict[str, Any], out: Console) -> None:
+    """A readable summary of a report document."""
+    totals, currency = document["totals"], document["currency"]
+    state = "final" if document["finalized"] else "open"
+    out.print(f"[b]{document['report']}[/b]  {document['period']['start']} - "
+              f"{document['period']['end']} ({state})")  # fmt: skip
+    out.print(f"Tokens [b]{totals['tokens']:,}[/b]   Cost [b]{totals['cost']} {currency}[/b]")
+    if totals["unpricedTokens"]:
+        note = "tiers without a price, or before the first price version"
+        out.print(f"[yellow]Unpriced tokens: {totals['unpricedTokens']:,} ({note})[/yellow]")
+    for gap in document["gaps"]:
+        out.print(f"[red]Gap {gap['start']} - {gap['end']}: {gap['reason']}[/red]")
+    if not document["dataComplete"]:
+        out.print(f"[yellow]Data collected through {document['dataThrough']} only[/yellow]")
+    for title, key in (("By tier", "byTier"), ("By team", "byTeam"), ("By model", "byModel"),
+                       ("Top users by cost", "topUsersByCost")):  # fmt: skip
+        table = Table(title=title, title_justify="left")
+        table.add_column("name")
+        table.add_column("tokens", justify="right")
+        table.add_column(f"cost ({currency})", justify="right")
+        for row in document[key]:
+            table.add_row(row["name"] or "(none)", f"{row['tokens']:,}", row["cost"])
+        out.print(table)
+
+
+def _bucket_ms(bucket: str) -> int:
+    try:
+        return int(buckets.parse_duration(bucket).total_seconds() * 1000)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--bucket") from exc
+
+
+def _open_ledger(dsn: str) -> Ledger:
+    try:
+        return Ledger(dsn)
+    except Exception as exc:
+        raise click.ClickException(f"cannot open the ledger {dsn}: {exc}") from exc
 
 
 @main.command()

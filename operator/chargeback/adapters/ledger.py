@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
 
 from chargeback.domain.counters import State
 from chargeback.domain.series import SeriesKey, key_from_text, key_text
@@ -153,7 +154,10 @@ class Ledger:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         kwargs: dict[str, Any] = {}
-        if dsn.startswith("sqlite"):
+        if dsn in ("sqlite://", "sqlite:///:memory:"):
+            # One shared connection, or every pooled connection would see its own empty DB.
+            kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+        elif dsn.startswith("sqlite"):
             # Writers wait for each other instead of failing; WAL lets readers run meanwhile.
             kwargs["connect_args"] = {"timeout": 30}
         self.engine: Engine = sa.create_engine(dsn, **kwargs)
