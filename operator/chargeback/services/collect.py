@@ -186,9 +186,14 @@ class Collector:
         # older ones are kept with their value but take the raw path when they come back.
         previous_bucket = self._window(selector, w0 - self.settings.bucket_ms, w0)
         recent = self.prometheus.vector(f"last_over_time({previous_bucket})", w0)
-        older = self.prometheus.vector(f"last_over_time({selector}[{lookback}ms] @ {_s(w0)})", w0)
+        # Only the series missing from `recent` come back: one large response, not two.
+        older = self.prometheus.vector(
+            f"last_over_time({selector}[{lookback}ms] @ {_s(w0)}) "
+            f"unless last_over_time({previous_bucket})",
+            w0,
+        )
         # Only series not active at w0 need persisting: the others are read back on resume.
-        quiet: dict[SeriesKey, State] = {k: (v, 0) for k, v in older.items() if k not in recent}
+        quiet: dict[SeriesKey, State] = {k: (v, 0) for k, v in older.items()}
         record = SourceRecord(
             id=source.source_id(),
             definition=source.model_dump(mode="json", by_alias=True),
@@ -196,9 +201,10 @@ class Collector:
             bucket_ms=self.settings.bucket_ms,
             start_ms=w0,
             watermark_ms=w0,
-            observing=bool(older),
+            observing=bool(recent or older),
         )
-        log.info("Bootstrapped source %s (%s) with %d series", record.id, metric, len(older))
+        count = len(recent) + len(older)
+        log.info("Bootstrapped source %s (%s) with %d series", record.id, metric, count)
         stored = self.ledger.bootstrap(record, quiet)
         if stored.watermark_ms == w0:
             self._cache[record.id] = (w0, {**quiet, **{k: (v, w0) for k, v in recent.items()}})
