@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from chargeback import __version__
+from chargeback.adapters.kube import client_from_kubeconfig, openshift_groups
 from chargeback.adapters.ledger import Ledger, LedgerError
 from chargeback.adapters.prometheus import PrometheusClient, PrometheusError, PrometheusSettings
 from chargeback.api.common import API_VERSION
@@ -331,6 +332,12 @@ def ledger_show(dsn: str, source_id: str | None, group_by: str, fmt: str) -> Non
     help="Show the period containing this time (scheduled reports).",
 )
 @click.option("--bucket", default="1h", show_default=True, help="Bucket size, e.g. 1h or 15m.")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Read OpenShift Groups for team attribution from this cluster.",
+)
 def report(
     *,
     prometheus_url: str,
@@ -344,6 +351,7 @@ def report(
     output: Path | None,
     at: str,
     bucket: str,
+    kubeconfig: Path | None,
 ) -> None:
     """Render a UsageReport from Prometheus without a cluster: collect, price, attribute."""
     report_name, spec, pricing_name = load_report(report_file)
@@ -355,6 +363,7 @@ def report(
         )
     now_ms = parse_time("now", "--at")
     at_ms = parse_time(at, "--at")
+    groups = read_groups(kubeconfig) if kubeconfig and spec.attribution.openshift_groups else None
     bucket_ms = _bucket_ms(bucket)
     prometheus = make_prometheus(prometheus_url, token_file, ca_file, insecure_skip_tls_verify)
     ledger = _open_ledger(dsn)
@@ -363,7 +372,7 @@ def report(
     )
     try:
         rendered = service.render(report_name, spec, book, now_ms=now_ms,
-                                  period=report_period(spec, at_ms))  # fmt: skip
+                                  period=report_period(spec, at_ms), groups=groups)  # fmt: skip
     except (PrometheusError, SelectorError, CollectError, LedgerError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -402,6 +411,15 @@ def render_table(document: dict[str, Any], out: Console) -> None:
         for row in document[key]:
             table.add_row(row["name"] or "(none)", f"{row['tokens']:,}", row["cost"])
         out.print(table)
+
+
+def read_groups(kubeconfig: Path) -> dict[str, list[str]] | None:
+    """OpenShift Groups from a cluster, None where the API does not exist."""
+    try:
+        with client_from_kubeconfig(kubeconfig) as api:
+            return openshift_groups(api)
+    except Exception as exc:
+        raise click.ClickException(f"cannot read OpenShift Groups via {kubeconfig}: {exc}") from exc
 
 
 def _bucket_ms(bucket: str) -> int:

@@ -7,15 +7,16 @@ from typing import Any
 
 import pytest
 import yaml
-from hack.gen import render_crds
+from hack.gen import render_api_doc, render_crds
 
 from tests.api.conftest import ROOT
 
 
-def test_crds_are_generated_from_the_models() -> None:
+def test_crds_and_api_doc_are_generated_from_the_models() -> None:
     for name, text in render_crds().items():
         on_disk = (ROOT / "crds" / name).read_text()
         assert on_disk == text, f"crds/{name} is stale: run `make crds`"
+    assert (ROOT / "docs" / "api.md").read_text() == render_api_doc(), "run `make crds`"
 
 
 def _crds() -> list[dict[str, Any]]:

@@ -1,0 +1,37 @@
+"""Kubernetes reads the services need beyond kopf: OpenShift Groups for team attribution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, cast
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+OPENSHIFT_USER_GROUP = "user.openshift.io"
+
+
+def openshift_groups(api: client.ApiClient) -> dict[str, list[str]] | None:
+    """Group name -> member usernames, or None where the Group API does not exist."""
+    discovery = client.ApisApi(api).get_api_versions()
+    if not any(g.name == OPENSHIFT_USER_GROUP for g in discovery.groups or []):
+        return None
+    try:
+        listing = cast(
+            "dict[str, Any]",
+            client.CustomObjectsApi(api).list_cluster_custom_object(
+                OPENSHIFT_USER_GROUP, "v1", "groups"
+            ),
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return {
+        item["metadata"]["name"]: list(item.get("users") or []) for item in listing.get("items", [])
+    }
+
+
+def client_from_kubeconfig(path: Path) -> client.ApiClient:
+    """An ApiClient for the cluster and user of a kubeconfig file."""
+    return cast("client.ApiClient", config.new_client_from_config(config_file=str(path)))  # type: ignore[no-untyped-call]
