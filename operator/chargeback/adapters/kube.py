@@ -35,3 +35,12 @@ def openshift_groups(api: client.ApiClient) -> dict[str, list[str]] | None:
 def client_from_kubeconfig(path: Path) -> client.ApiClient:
     """An ApiClient for the cluster and user of a kubeconfig file."""
     return cast("client.ApiClient", config.new_client_from_config(config_file=str(path)))  # type: ignore[no-untyped-call]
+
+
+def default_client() -> client.ApiClient:
+    """An ApiClient from the pod's ServiceAccount, or else from the kubeconfig ($KUBECONFIG)."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()

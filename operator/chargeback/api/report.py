@@ -203,5 +203,7 @@ class UsageReportStatus(ApiModel):
     """The top users by cost."""
     finalized: Annotated[list[PeriodSummary], Field(max_length=120)] = []  # noqa: RUF012
     """The most recent finalised periods."""
+    exports: Annotated[list[Annotated[str, Field(max_length=253)]], Field(max_length=64)] = []  # noqa: RUF012
+    """ConfigMaps holding the full document (JSON and CSV) of the period shown."""
     last_refresh_time: dt.datetime | None = None
     """When the summary was last computed."""

@@ -18,10 +18,12 @@ from chargeback.domain.attribution import TeamResolver
 from chargeback.domain.periods import Period, check_aligned, is_final, report_period
 from chargeback.domain.pricing import PriceBook
 from chargeback.domain.reports import build_document
+from chargeback.domain.usage import Gap
 from chargeback.services.collect import Collector, CollectResult
 
 log = logging.getLogger(__name__)
 
+HISTORY_GAP = "before the ledger's history of this source begins"
 SCRAPE_DELAY_MS = 120_000
 """Buckets are collected only this long after they close, so late scrapes are in."""
 
@@ -77,13 +79,18 @@ class ReportService:
         collected = self.collector.collect(spec.source, start, max(ready, start))
         source_id = collected.source_id
         final = is_final(period, spec, now_ms) and collected.watermark_ms >= period.end_ms
+        gaps = self.ledger.gaps(source_id)
+        record = self.ledger.source(source_id)
+        if record is not None and record.start_ms > period.start_ms:
+            # Another report bootstrapped this source later than this period begins.
+            gaps.insert(0, Gap(period.start_ms, record.start_ms, HISTORY_GAP))
         document = build_document(
             report=report,
             period=period,
             usage=self.ledger.usage(source_id, period.start_ms, period.end_ms),
             book=book,
             teams=TeamResolver(spec.attribution, groups),
-            gaps=self.ledger.gaps(source_id),
+            gaps=gaps,
             data_through_ms=collected.watermark_ms,
             top_n=spec.top_users,
             finalized=final,

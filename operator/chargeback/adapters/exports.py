@@ -1,0 +1,92 @@
+"""Exports as ConfigMaps: the full document of each period, JSON and CSV, owned by its report.
+
+A ConfigMap holds at most 1 MiB, so large documents are split into numbered parts
+(`<name>-<period>-<n>`), each below the limit; readers concatenate `report.json` parts in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+SHARD_BYTES = 900_000
+MANAGED_BY = {"app.kubernetes.io/managed-by": "chargeback-operator"}
+REPORT_LABEL = "chargeback.dev/report"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The UsageReport that owns the exports."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+def _shards(text: str) -> list[str]:
+    data = text.encode()
+    pieces: list[str] = []
+    start = 0
+    while start < len(data) or not pieces:
+        end = min(len(data), start + SHARD_BYTES)
+        # Never split a UTF-8 character.
+        while end < len(data) and (data[end] & 0xC0) == 0x80:
+            end -= 1
+        pieces.append(data[start:end].decode())
+        start = end
+    return pieces
+
+
+def export_name(owner: Owner, period_start: str) -> str:
+    """Stable ConfigMap name of a period's export."""
+    stamp = period_start.replace("-", "").replace(":", "").lower().rstrip("z")
+    return f"{owner.name[:40]}-{stamp}"
+
+
+def write_export(
+    api: client.ApiClient, owner: Owner, period_start: str, json_text: str, csv_text: str
+) -> list[str]:
+    """Create or update the ConfigMaps of one period; return their names."""
+    core = client.CoreV1Api(api)
+    base = export_name(owner, period_start)
+    json_parts, csv_parts = _shards(json_text), _shards(csv_text)
+    count = max(len(json_parts), len(csv_parts))
+    names = []
+    for index in range(count):
+        name = base if count == 1 else f"{base}-{index}"
+        data = {}
+        if index < len(json_parts):
+            data["report.json"] = json_parts[index]
+        if index < len(csv_parts):
+            data["report.csv"] = csv_parts[index]
+        body = client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(
+                name=name,
+                namespace=owner.namespace,
+                labels={**MANAGED_BY, REPORT_LABEL: owner.name},
+                annotations={"chargeback.dev/period-start": period_start,
+                             "chargeback.dev/part": f"{index + 1}/{count}"},
+                owner_references=[client.V1OwnerReference(
+                    api_version="chargeback.dev/v1alpha1", kind="UsageReport",
+                    name=owner.name, uid=owner.uid, controller=True)],
+            ),
+            data=data,
+        )  # fmt: skip
+        _apply(core, owner.namespace, name, body)
+        names.append(name)
+    return names
+
+
+def _apply(core: client.CoreV1Api, namespace: str, name: str, body: Any) -> None:
+    try:
+        current = core.read_namespaced_config_map(name, namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        core.create_namespaced_config_map(namespace, body)
+        return
+    if current.data != body.data:
+        core.replace_namespaced_config_map(name, namespace, body)

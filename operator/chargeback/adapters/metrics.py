@@ -1,0 +1,53 @@
+"""The operator's own metrics (prometheus-client): report results, prices, collector health."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()
+REPORT_LABELS = ("namespace", "report", "team", "tier", "model")
+
+report_tokens = Gauge(
+    "chargeback_report_tokens", "Tokens in the report's open period.", REPORT_LABELS,
+    registry=REGISTRY,
+)  # fmt: skip
+report_cost = Gauge(
+    "chargeback_report_cost", "Cost in the report's open period, in its currency.",
+    [*REPORT_LABELS, "currency"], registry=REGISTRY,
+)  # fmt: skip
+report_unpriced = Gauge(
+    "chargeback_report_unpriced_tokens", "Tokens without a price in the open period.",
+    ["namespace", "report"], registry=REGISTRY,
+)  # fmt: skip
+tier_price = Gauge(
+    "chargeback_tier_price", "Price per unit of tokens of the version in force.",
+    ["pricing", "tier", "model", "currency"], registry=REGISTRY,
+)  # fmt: skip
+watermark = Gauge(
+    "chargeback_collector_watermark_seconds", "Usage is collected up to this time.",
+    ["source"], registry=REGISTRY,
+)  # fmt: skip
+lag = Gauge(
+    "chargeback_collector_lag_seconds", "How far collection is behind now.", ["source"],
+    registry=REGISTRY,
+)  # fmt: skip
+gaps = Gauge(
+    "chargeback_collector_gaps", "Recorded gaps (ranges Prometheus no longer holds).", ["source"],
+    registry=REGISTRY,
+)  # fmt: skip
+reconciles = Counter(
+    "chargeback_reconciles", "Reconciliations by kind and result.", ["kind", "result"],
+    registry=REGISTRY,
+)  # fmt: skip
+reconcile_seconds = Histogram(
+    "chargeback_reconcile_duration_seconds", "Duration of reconciliations.", ["kind"],
+    registry=REGISTRY,
+)  # fmt: skip
+
+
+def forget_report(namespace: str, report: str) -> None:
+    """Drop a deleted report's series (prometheus-client has no remove-by-prefix)."""
+    for gauge in (report_tokens, report_cost, report_unpriced):
+        for labels in list(gauge._metrics):  # the registry's own view of its label sets
+            if labels[:2] == (namespace, report):
+                gauge.remove(*labels)

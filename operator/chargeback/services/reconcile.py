@@ -1,0 +1,389 @@
+"""Reconciliation of TierPricing and UsageReport: level-based, from current state, idempotent.
+
+Each call computes the object's whole status from the spec, the ledger and Prometheus, and the
+exports to write; the kopf handlers only pass objects in and patches out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from chargeback.adapters import metrics
+from chargeback.adapters.exports import Owner, write_export
+from chargeback.adapters.kube import openshift_groups
+from chargeback.adapters.ledger import Ledger, PricingLedger
+from chargeback.adapters.prometheus import PrometheusClient, PrometheusError, PrometheusSettings
+from chargeback.api.pricing import TierPricingSpec
+from chargeback.api.report import UsageReportSpec
+from chargeback.domain import buckets
+from chargeback.domain.conditions import Cond, merge, ready
+from chargeback.domain.periods import Period, is_final, previous_period, report_period
+from chargeback.domain.pricing import PriceBook, PriceVersion, spec_digest
+from chargeback.domain.reports import iso
+from chargeback.domain.selectors import SelectorError, parse_selector
+from chargeback.services.collect import CollectError, Collector, CollectorSettings
+from chargeback.services.report import Rendered, ReportService
+
+log = logging.getLogger(__name__)
+
+THANOS_QUERIER = "https://thanos-querier.openshift-monitoring.svc:9091"
+SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+STATUS_LIMITS = {"byTier": 64, "byTeam": 100, "byModel": 100}
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """Operator settings: flags, environment or Helm values; never tenant input."""
+
+    prometheus: PrometheusSettings
+    ledger_dsn: str
+    bucket_ms: int = 3_600_000
+    refresh_seconds: float = 60.0
+    metrics_port: int = 8080
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> OperatorSettings:
+        """Read CHARGEBACK_* variables; defaults suit OpenShift (Thanos Querier, SA token)."""
+        env = dict(os.environ if env is None else env)
+        token = env.get("CHARGEBACK_PROMETHEUS_TOKEN_FILE", str(SA_DIR / "token"))
+        ca = env.get("CHARGEBACK_PROMETHEUS_CA_FILE", str(SA_DIR / "service-ca.crt"))
+        data_dir = Path(env.get("CHARGEBACK_DATA_DIR", "/var/lib/chargeback"))
+        return cls(
+            prometheus=PrometheusSettings(
+                url=env.get("CHARGEBACK_PROMETHEUS_URL", THANOS_QUERIER),
+                token_file=Path(token) if token and Path(token).exists() else None,
+                ca_file=Path(ca) if ca and Path(ca).exists() else None,
+                verify_tls=env.get("CHARGEBACK_PROMETHEUS_INSECURE", "") != "true",
+            ),
+            ledger_dsn=env.get("CHARGEBACK_LEDGER", f"sqlite:///{data_dir / 'ledger.db'}"),
+            bucket_ms=int(
+                buckets.parse_duration(env.get("CHARGEBACK_BUCKET", "1h")).total_seconds() * 1000
+            ),
+            refresh_seconds=float(env.get("CHARGEBACK_REFRESH_SECONDS", "60")),
+            metrics_port=int(env.get("CHARGEBACK_METRICS_PORT", "8080")),
+        )
+
+
+@dataclass
+class ReportOutcome:
+    """What a report reconciliation produced: the status patch and events to post."""
+
+    status: dict[str, Any]
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    """(type Normal|Warning, reason, message)"""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Reconciler:
+    """Holds the adapters for the operator's lifetime."""
+
+    def __init__(
+        self, settings: OperatorSettings, api: Any, clock: Callable[[], int] = _now_ms
+    ) -> None:
+        self.settings = settings
+        self.api = api
+        self.clock = clock
+        self.prometheus = PrometheusClient(settings.prometheus)
+        self.ledger = Ledger(settings.ledger_dsn)
+        self.pricing = PricingLedger(self.ledger)
+        self.collector = Collector(
+            self.prometheus, self.ledger, CollectorSettings(bucket_ms=settings.bucket_ms)
+        )
+        self.reports = ReportService(self.collector, self.ledger)
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def close(self) -> None:
+        """Release connections."""
+        self.prometheus.close()
+        self.ledger.close()
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    # TierPricing -------------------------------------------------------------------------
+
+    def reconcile_pricing(
+        self, name: str, spec: dict[str, Any], generation: int, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Record a new price version if the spec changed; return the status."""
+        now = self.clock()
+        conditions: list[Cond]
+        result: dict[str, Any] = {"observedGeneration": generation}
+        try:
+            parsed = TierPricingSpec.model_validate(spec)
+        except ValidationError as exc:
+            conditions = [Cond("Ready", False, "InvalidSpec", _problems(exc))]
+        else:
+            effective = buckets.to_ms(parsed.effective_from) if parsed.effective_from else now
+            stored = self.pricing.record_version(
+                name, parsed.model_dump(mode="json", by_alias=True), spec_digest(parsed),
+                effective, now,
+            )  # fmt: skip
+            result["currentVersion"] = stored.version
+            result["effectiveFrom"] = iso(stored.effective_from_ms)
+            conditions = [Cond("Ready", True, "VersionRecorded",
+                               f"price version {stored.version} in force from "
+                               f"{iso(stored.effective_from_ms)}")]  # fmt: skip
+            for tier in parsed.tiers:
+                metrics.tier_price.labels(name, tier.name, "", parsed.currency).set(
+                    float(tier.price)
+                )
+                for model in tier.models:
+                    metrics.tier_price.labels(name, tier.name, model.name, parsed.currency).set(
+                        float(model.price)
+                    )
+        result["conditions"] = merge(
+            status.get("conditions") or [], conditions, iso(now), generation
+        )
+        return result
+
+    def price_book(self, pricing: str) -> PriceBook | None:
+        """Every recorded version of a pricing, or None when it has none."""
+        versions = [
+            PriceVersion(
+                number=v.version,
+                effective_from_ms=v.effective_from_ms,
+                spec=TierPricingSpec.model_validate(v.spec),
+                digest=v.digest,
+            )
+            for v in self.pricing.versions(pricing)
+        ]
+        return PriceBook(versions) if versions else None
+
+    # UsageReport -------------------------------------------------------------------------
+
+    def reconcile_report(
+        self,
+        owner: Owner,
+        spec: dict[str, Any],
+        generation: int,
+        status: dict[str, Any],
+    ) -> ReportOutcome:
+        """Refresh the open period, finalise finished ones, write exports; return the status."""
+        now = self.clock()
+        outcome = ReportOutcome({"observedGeneration": generation})
+        previous = status.get("conditions") or []
+        try:
+            parsed = UsageReportSpec.model_validate(spec)
+            parse_selector(parsed.source.selector)
+        except ValidationError as exc:
+            return self._failed(
+                outcome,
+                previous=previous,
+                now=now,
+                generation=generation,
+                reason="InvalidSpec",
+                message=_problems(exc),
+            )
+        except SelectorError as exc:
+            return self._failed(
+                outcome,
+                previous=previous,
+                now=now,
+                generation=generation,
+                reason="InvalidSelector",
+                message=str(exc),
+            )
+        book = self.price_book(parsed.pricing_ref.name)
+        if book is None:
+            message = (f"TierPricing {parsed.pricing_ref.name!r} does not exist or has no "
+                       "accepted price version")  # fmt: skip
+            return self._failed(
+                outcome,
+                previous=previous,
+                now=now,
+                generation=generation,
+                reason="PricingNotFound",
+                message=message,
+            )
+        key = f"{owner.namespace}/{owner.name}"
+        groups = openshift_groups(self.api) if parsed.attribution.openshift_groups else None
+        period = report_period(parsed, now)
+        try:
+            with self._lock(parsed.source.source_id()):
+                finalized = self._finalize_previous(
+                    key=key, spec=parsed, book=book, period=period, now=now, groups=groups,
+                    owner=owner,
+                )  # fmt: skip
+                history = _history_start(parsed, period)
+                rendered = self.reports.render(key, parsed, book, now_ms=now, period=period,
+                                               groups=groups, history_start_ms=history)  # fmt: skip
+        except PrometheusError as exc:
+            outcome.events.append(("Warning", "SourceUnavailable", str(exc)))
+            conditions = [Cond("SourceAvailable", False, "PrometheusError", str(exc))]
+            outcome.status.update({k: v for k, v in status.items() if k not in ("conditions",)})
+            outcome.status["observedGeneration"] = generation
+            outcome.status["conditions"] = merge(
+                previous,
+                [ready(conditions, ["SourceAvailable"]), *conditions],
+                iso(now),
+                generation,
+            )
+            return outcome
+        except (CollectError, ValueError) as exc:
+            return self._failed(
+                outcome,
+                previous=previous,
+                now=now,
+                generation=generation,
+                reason="CollectionFailed",
+                message=str(exc),
+            )
+        for rendered_final in finalized:
+            start = iso(rendered_final.period.start_ms)
+            outcome.events.append(("Normal", "Finalized", f"finalised the period starting {start}"))
+        exports = write_export(
+            self.api, owner, iso(rendered.period.start_ms), rendered.json, rendered.csv
+        )
+        document = rendered.document
+        conditions = self._conditions(document)
+        if document["gaps"]:
+            outcome.events.append(("Warning", "GapsRecorded", conditions[1].message))
+        outcome.status.update(self._summary(key, parsed, document, exports, now))
+        outcome.status["conditions"] = merge(
+            previous, [ready(conditions, ["SourceAvailable"]), *conditions], iso(now), generation
+        )
+        self._metrics(owner, document, rendered)
+        return outcome
+
+    def _finalize_previous(
+        self,
+        *,
+        key: str,
+        spec: UsageReportSpec,
+        book: PriceBook,
+        period: Period,
+        now: int,
+        groups: dict[str, list[str]] | None,
+        owner: Owner,
+    ) -> list[Rendered]:
+        if spec.schedule is None:
+            return []
+        done = []
+        prev = previous_period(period, spec.schedule.interval, spec.schedule.time_zone)
+        if is_final(prev, spec, now) and self.pricing.final(key, prev.start_ms) is None:
+            rendered = self.reports.render(key, spec, book, now_ms=now, period=prev, groups=groups,
+                                           history_start_ms=prev.start_ms)  # fmt: skip
+            if rendered.finalized:
+                write_export(self.api, owner, iso(prev.start_ms), rendered.json, rendered.csv)
+                done.append(rendered)
+        return done
+
+    @staticmethod
+    def _conditions(document: dict[str, Any]) -> list[Cond]:
+        totals = document["totals"]
+        gaps = document["gaps"]
+        unpriced = totals["unpricedTokens"]
+        data = (
+            Cond("DataComplete", True, "NoGaps")
+            if not gaps
+            else Cond("DataComplete", False, "GapsRecorded", "; ".join(
+                f"{g['start']} - {g['end']}: {g['reason']}" for g in gaps))
+        )  # fmt: skip
+        priced = (
+            Cond("Priced", True, "AllUsagePriced")
+            if not unpriced
+            else Cond("Priced", False, "UnpricedUsage",
+                      f"{unpriced} tokens have no price (tiers or models missing from the "
+                      "pricing, or usage before its first version)")
+        )  # fmt: skip
+        return [Cond("SourceAvailable", True, "Collected"), data, priced]
+
+    def _summary(
+        self,
+        key: str,
+        spec: UsageReportSpec,
+        document: dict[str, Any],
+        exports: list[str],
+        now: int,
+    ) -> dict[str, Any]:
+        keep = spec.schedule.keep_finalized if spec.schedule else 1
+        finals = []
+        for final in self.pricing.finals(key, keep):
+            totals = _totals(final.document)
+            finals.append({"start": iso(final.period_start_ms), "end": iso(final.period_end_ms),
+                           "tokens": totals["tokens"], "cost": totals["cost"]})  # fmt: skip
+        return {
+            "period": document["period"],
+            "currency": document["currency"],
+            "totals": document["totals"],
+            "byTier": document["byTier"][: STATUS_LIMITS["byTier"]],
+            "byTeam": document["byTeam"][: STATUS_LIMITS["byTeam"]],
+            "byModel": document["byModel"][: STATUS_LIMITS["byModel"]],
+            "topUsers": document["topUsersByCost"][: spec.top_users],
+            "finalized": finals,
+            "exports": exports,
+            "lastRefreshTime": iso(now),
+        }
+
+    def _metrics(self, owner: Owner, document: dict[str, Any], rendered: Rendered) -> None:
+        metrics.forget_report(owner.namespace, owner.name)
+        tokens: dict[tuple[str, str, str], int] = {}
+        cost: dict[tuple[str, str, str], Decimal] = {}
+        for line in document["lines"]:
+            dims = (line["team"], line["tier"], line["model"])
+            tokens[dims] = tokens.get(dims, 0) + line["tokens"]
+            cost[dims] = cost.get(dims, Decimal(0)) + Decimal(line["cost"])
+        for dims, value in tokens.items():
+            metrics.report_tokens.labels(owner.namespace, owner.name, *dims).set(value)
+            metrics.report_cost.labels(owner.namespace, owner.name, *dims,
+                                       document["currency"]).set(float(cost[dims]))  # fmt: skip
+        metrics.report_unpriced.labels(owner.namespace, owner.name).set(
+            document["totals"]["unpricedTokens"]
+        )
+        if rendered.collected is not None:
+            source = rendered.collected.source_id
+            metrics.watermark.labels(source).set(rendered.collected.watermark_ms / 1000)
+            metrics.lag.labels(source).set(
+                max(0, self.clock() - rendered.collected.watermark_ms) / 1000
+            )
+            metrics.gaps.labels(source).set(len(document["gaps"]))
+
+    def _failed(
+        self,
+        outcome: ReportOutcome,
+        *,
+        previous: list[dict[str, Any]],
+        now: int,
+        generation: int,
+        reason: str,
+        message: str,
+    ) -> ReportOutcome:
+        outcome.events.append(("Warning", reason, message))
+        outcome.status["conditions"] = merge(
+            previous, [Cond("Ready", False, reason, message)], iso(now), generation
+        )
+        return outcome
+
+
+def _history_start(spec: UsageReportSpec, period: Period) -> int:
+    if spec.schedule is None:
+        return period.start_ms
+    return previous_period(period, spec.schedule.interval, spec.schedule.time_zone).start_ms
+
+
+def _totals(document_text: str) -> dict[str, Any]:
+    totals: dict[str, Any] = json.loads(document_text)["totals"]
+    return totals
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(
+        f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+    )[:2000]
