@@ -9,7 +9,7 @@ import pytest
 import yaml
 from hack.gen import render_api_doc, render_crds
 
-from tests.api.conftest import ROOT
+from tests.conftest import ROOT
 
 
 def test_crds_and_api_doc_are_generated_from_the_models() -> None:

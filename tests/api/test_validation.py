@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from chargeback.api.common import GROUP, VERSION
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.report import UsageReportSpec
-from tests.api.conftest import ROOT
+from tests.conftest import ROOT
 
 EXAMPLES = ROOT / "docs" / "examples"
 

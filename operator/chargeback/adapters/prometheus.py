@@ -229,6 +229,10 @@ class PrometheusClient:
             self._closed_ranges = bool(major and int(major.group(1)) < 3)
         return self._closed_ranges
 
+    def ping(self) -> None:
+        """Raise a PrometheusError unless Prometheus answers now."""
+        self._call("buildinfo", self._buildinfo_version)
+
     def _buildinfo_version(self) -> str:
         session = self._client._session
         response = session.get(

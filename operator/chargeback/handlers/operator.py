@@ -44,6 +44,12 @@ def startup(
                 operator_settings.ledger_dsn.split("@")[-1])  # fmt: skip
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster ServiceAccount, else $KUBECONFIG as it is now (kopf's own readers)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.cleanup()
 def cleanup(*, memo: kopf.Memo, **_: Any) -> None:
     """Stop the HTTP server and close connections."""

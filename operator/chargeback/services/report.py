@@ -77,6 +77,9 @@ class ReportService:
         ready = min(now_ms - SCRAPE_DELAY_MS, period.end_ms)
         start = period.start_ms if history_start_ms is None else history_start_ms
         collected = self.collector.collect(spec.source, start, max(ready, start))
+        if collected.steps == 0 and now_ms < period.end_ms:
+            # Nothing new to collect yet; still tell an outage apart from a quiet hour.
+            self.collector.prometheus.ping()
         source_id = collected.source_id
         final = is_final(period, spec, now_ms) and collected.watermark_ms >= period.end_ms
         gaps = self.ledger.gaps(source_id)

@@ -1,0 +1,108 @@
+"""The operator against the real API server and a Prometheus whose history ends now."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kopf.testing import KopfRunner
+from kubernetes import client
+
+from chargeback.testing.kube import ClusterAccess
+from chargeback.testing.process import free_port
+from chargeback.testing.prometheus import PrometheusServer
+from chargeback.testing.simulator import HOUR_MS, Scenario, Simulation, simulate
+
+GROUP, VERSION = "chargeback.dev", "v1alpha1"
+
+
+@dataclass
+class Live:
+    """Simulated traffic up to now, in a running Prometheus."""
+
+    sim: Simulation
+    prometheus: PrometheusServer
+    start_ms: int
+
+
+@pytest.fixture(scope="session")
+def live() -> Iterator[Live]:
+    now = int(time.time() * 1000)
+    start = (now - 50 * HOUR_MS) // HOUR_MS * HOUR_MS
+    scenario = Scenario(
+        start_ms=start, hours=50, users=40, replicas=2, scrape_interval_ms=300_000, seed=21,
+        restarts=((1, start + 20 * HOUR_MS + 60_000),),
+    )  # fmt: skip
+    sim = simulate(scenario)
+    workdir = Path(tempfile.mkdtemp(prefix="chargeback-live-"))
+    server = PrometheusServer(workdir / "prom", openmetrics=sim.write_openmetrics(workdir / "l.om"))
+    with server:
+        yield Live(sim, server, start)
+
+
+def local_zone_near_midday() -> str:
+    """An Etc/GMT zone where it is now between 12:00 and 13:00: day edges far from now."""
+    hour = dt.datetime.now(dt.UTC).hour
+    offset = (12 - hour + 12) % 24 - 12  # -12..11
+    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
+@dataclass
+class Operator:
+    runner: KopfRunner
+    metrics_url: str
+    ledger_dsn: str
+
+
+@pytest.fixture
+def operator(
+    live: Live, cluster: ClusterAccess, chargeback_crds: None, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Operator]:  # fmt: skip
+    port = free_port()
+    dsn = f"sqlite:///{tmp_path / 'ledger.db'}"
+    for key, value in {
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "CHARGEBACK_PROMETHEUS_URL": live.prometheus.url,
+        "CHARGEBACK_PROMETHEUS_TOKEN_FILE": "",
+        "CHARGEBACK_PROMETHEUS_CA_FILE": "",
+        "CHARGEBACK_LEDGER": dsn,
+        "CHARGEBACK_REFRESH_SECONDS": "3",
+        "CHARGEBACK_METRICS_PORT": str(port),
+    }.items():
+        monkeypatch.setenv(key, value)
+    args = ["run", "--standalone", "--all-namespaces", "-m", "chargeback.handlers.operator"]
+    with KopfRunner(args, timeout=120) as runner:
+        yield Operator(runner, f"http://127.0.0.1:{port}", dsn)
+    assert runner.exception is None, runner.output[-3000:]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 90.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what or predicate}: last value {last!r}")
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    for cond in obj.get("status", {}).get("conditions", []):
+        if cond["type"] == kind:
+            return dict(cond)
+    return {}
+
+
+def get_report(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "usagereports", name
+    )
+    return obj

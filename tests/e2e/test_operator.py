@@ -1,0 +1,222 @@
+"""The operator reconciles real objects: status equals priced ground truth, through edits,
+outages and deletion."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+import uuid
+from collections import defaultdict
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from chargeback.adapters.ledger import Ledger, PricingLedger
+from chargeback.domain.periods import scheduled_period
+from chargeback.testing.kube import ClusterAccess
+from chargeback.testing.tools import binary
+from tests.e2e.conftest import (
+    GROUP,
+    VERSION,
+    Live,
+    Operator,
+    condition,
+    get_report,
+    local_zone_near_midday,
+    wait_for,
+)
+
+PRICES = {"free": "0.005", "premium": "0.008", "enterprise": "0.006"}
+
+
+def pricing_body(name: str, prices: dict[str, str], effective: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"currency": "USD", "tokensPerUnit": 1000,
+                            "tiers": [{"name": t, "price": p} for t, p in prices.items()]}  # fmt: skip
+    if effective:
+        spec["effectiveFrom"] = effective
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TierPricing",
+            "metadata": {"name": name}, "spec": spec}  # fmt: skip
+
+
+def report_body(name: str, pricing: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "UsageReport", "metadata": {"name": name},
+            "spec": {"pricingRef": {"name": pricing}, **spec}}  # fmt: skip
+
+
+def hand_cost(
+    live: Live, start: int, end: int, versions: list[tuple[int, dict[str, str]]]
+) -> tuple[int, str]:
+    """Tokens and cost of [start, end) from the simulator's truth, priced by hand per line."""
+    exact: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
+    tokens = 0
+    for (user, tier, model, bucket), count in live.sim.truth(start, end).items():
+        prices = [p for since, p in versions if since <= bucket][-1]
+        exact[(user, tier, model)] += Decimal(count) * Decimal(prices[tier]) / 1000
+        tokens += count
+    cost = sum(
+        (v.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP) for v in exact.values()), Decimal(0)
+    )
+    return tokens, str(cost)
+
+
+def ms(iso: str) -> int:
+    import datetime as dt
+
+    return int(dt.datetime.fromisoformat(iso).timestamp() * 1000)
+
+
+def test_operator_end_to_end(
+    operator: Operator, live: Live, api_client: client.ApiClient, cluster: ClusterAccess,
+    namespace: str,
+) -> None:  # fmt: skip
+    objects = client.CustomObjectsApi(api_client)
+    core = client.CoreV1Api(api_client)
+    pricing = f"maas-{uuid.uuid4().hex[:6]}"
+    objects.create_cluster_custom_object(
+        GROUP, VERSION, "tierpricings", pricing_body(pricing, PRICES, _iso(live.start_ms))
+    )
+    zone = local_zone_near_midday()
+    daily = report_body("daily", pricing,
+                        schedule={"interval": "daily", "timeZone": zone, "gracePeriod": "2h"})  # fmt: skip
+    objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports", daily)
+
+    # Within seconds: Ready, and totals equal the priced ground truth up to the collected hour.
+    report = wait_for(lambda: (r := get_report(api_client, namespace, "daily"))
+                      and condition(r, "Ready").get("status") == "True" and r, what="Ready")  # fmt: skip
+    status = report["status"]
+    period = scheduled_period(live.start_ms + 49 * 3_600_000, "daily", zone)
+    assert status["period"]["start"] == _iso(period.start_ms)
+    export = core.read_namespaced_config_map(status["exports"][0], namespace)
+    document = json.loads(export.data["report.json"])
+    through = ms(document["dataThrough"])
+    tokens, cost = hand_cost(live, period.start_ms, through, [(0, PRICES)])
+    assert status["totals"] == {"tokens": tokens, "cost": cost, "unpricedTokens": 0}
+    assert tokens > 0
+    assert condition(report, "Priced")["status"] == "True"
+    assert condition(report, "DataComplete")["status"] == "True"
+    assert export.metadata.owner_references[0].name == "daily"
+
+    # The previous day is finalised, with its own export and summary.
+    previous = scheduled_period(period.start_ms - 1, "daily", zone)
+    final = wait_for(lambda: get_report(api_client, namespace, "daily")["status"].get("finalized"),
+                     what="finalised period")  # fmt: skip
+    assert final[0]["start"] == _iso(previous.start_ms)
+    final_tokens, final_cost = hand_cost(live, previous.start_ms, previous.end_ms, [(0, PRICES)])
+    assert (final[0]["tokens"], final[0]["cost"]) == (final_tokens, final_cost)
+
+    # kubectl shows useful columns.
+    table = subprocess.run([str(binary("kubectl")), "--kubeconfig", str(cluster.kubeconfig),
+                            "get", "usagereports", "-n", namespace], capture_output=True, text=True,
+                           check=True).stdout  # fmt: skip
+    assert table.split()[:7] == ["NAME", "READY", "PERIOD", "TOKENS", "COST", "CURRENCY", "AGE"]
+    assert f"{tokens}" in table and cost in table
+
+    # Metrics carry the same numbers.
+    with urllib.request.urlopen(f"{operator.metrics_url}/metrics", timeout=10) as response:  # noqa: S310
+        exposition = response.read().decode()
+    assert (
+        f'chargeback_report_unpriced_tokens{{namespace="{namespace}",report="daily"}} 0.0'
+        in exposition
+    )
+
+    # A price change mid-period: the open period is re-priced from the effective time; the
+    # finalised day is not.
+    change = period.start_ms + 3 * 3_600_000
+    new_prices = {**PRICES, "free": "0.050"}
+    body = objects.get_cluster_custom_object(GROUP, VERSION, "tierpricings", pricing)
+    body["spec"] = pricing_body(pricing, new_prices, _iso(change))["spec"]
+    objects.replace_cluster_custom_object(GROUP, VERSION, "tierpricings", pricing, body)
+    want = hand_cost(live, period.start_ms, through, [(0, PRICES), (change, new_prices)])
+    wait_for(lambda: get_report(api_client, namespace, "daily")["status"]["totals"]["cost"] == want[1],
+             what=f"re-priced cost {want[1]}")  # fmt: skip
+    after = get_report(api_client, namespace, "daily")["status"]["finalized"][0]
+    assert (after["tokens"], after["cost"]) == (final_tokens, final_cost)
+    pricing_status = objects.get_cluster_custom_object(GROUP, VERSION, "tierpricings", pricing)[
+        "status"
+    ]
+    assert pricing_status["currentVersion"] == 2
+    assert condition({"status": pricing_status}, "Ready")["status"] == "True"
+
+    # Deleting the report removes its exports (garbage collection) but not its billing history.
+    objects.delete_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports", "daily")
+    wait_for(lambda: not core.list_namespaced_config_map(
+        namespace, label_selector="chargeback.dev/report=daily").items, what="exports GC")  # fmt: skip
+    ledger = Ledger(operator.ledger_dsn)
+    kept = PricingLedger(ledger).finals(f"{namespace}/daily")
+    assert [f.period_start_ms for f in kept] == [previous.start_ms]
+    ledger.close()
+
+
+def test_invalid_reports_get_clear_conditions(
+    operator: Operator, live: Live, api_client: client.ApiClient, namespace: str
+) -> None:
+    objects = client.CustomObjectsApi(api_client)
+    pricing = f"maas-{uuid.uuid4().hex[:6]}"
+    objects.create_cluster_custom_object(
+        GROUP, VERSION, "tierpricings", pricing_body(pricing, PRICES, _iso(live.start_ms))
+    )
+    period = {"start": _iso(live.start_ms + 3_600_000), "end": _iso(live.start_ms + 25 * 3_600_000)}
+    cases = {
+        "no-pricing": report_body("no-pricing", "does-not-exist", period=period),
+        "bad-selector": report_body("bad-selector", pricing, period=period,
+                                    source={"selector": 'model="x"} or vector(1) or {a="b"'}),
+        "good": report_body("good", pricing, period=period),
+    }  # fmt: skip
+    for body in cases.values():
+        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports", body)
+
+    def ready(name: str) -> dict[str, Any]:
+        return condition(get_report(api_client, namespace, name), "Ready")
+
+    missing = wait_for(lambda: ready("no-pricing").get("reason") == "PricingNotFound"
+                       and ready("no-pricing"), what="PricingNotFound")  # fmt: skip
+    assert missing["status"] == "False"
+    assert "TierPricing 'does-not-exist' does not exist" in missing["message"]
+    bad = wait_for(lambda: ready("bad-selector").get("reason") == "InvalidSelector"
+                   and ready("bad-selector"), what="InvalidSelector")  # fmt: skip
+    assert "must be label matchers only" in bad["message"]
+    good = wait_for(lambda: ready("good").get("status") == "True" and get_report(
+        api_client, namespace, "good"), what="good report Ready")  # fmt: skip
+    tokens, cost = hand_cost(live, live.start_ms + 3_600_000, live.start_ms + 25 * 3_600_000,
+                             [(0, PRICES)])  # fmt: skip
+    assert good["status"]["totals"] == {"tokens": tokens, "cost": cost, "unpricedTokens": 0}
+
+
+def test_prometheus_outage_is_reported_and_recovered(
+    operator: Operator, live: Live, api_client: client.ApiClient, namespace: str
+) -> None:
+    objects = client.CustomObjectsApi(api_client)
+    pricing = f"maas-{uuid.uuid4().hex[:6]}"
+    objects.create_cluster_custom_object(
+        GROUP, VERSION, "tierpricings", pricing_body(pricing, PRICES, _iso(live.start_ms))
+    )
+    objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports", report_body(
+        "live", pricing, schedule={"interval": "daily", "timeZone": local_zone_near_midday()}))  # fmt: skip
+    wait_for(lambda: condition(get_report(api_client, namespace, "live"), "Ready").get("status")
+             == "True", what="Ready")  # fmt: skip
+    live.prometheus.stop()
+    try:
+        down = wait_for(lambda: (c := condition(get_report(api_client, namespace, "live"),
+                                                "SourceAvailable")).get("status") == "False" and c,
+                        what="SourceAvailable=False")  # fmt: skip
+        assert "is unreachable" in down["message"]
+        report = get_report(api_client, namespace, "live")
+        assert condition(report, "Ready")["status"] == "False"
+        assert report["status"]["totals"]["tokens"] > 0  # the last good numbers stay
+    finally:
+        live.prometheus.start()
+    wait_for(lambda: condition(get_report(api_client, namespace, "live"), "SourceAvailable").get(
+        "status") == "True", what="SourceAvailable=True again")  # fmt: skip
+    try:
+        objects.delete_cluster_custom_object(GROUP, VERSION, "tierpricings", pricing)
+    except ApiException:
+        pass
+
+
+def _iso(t_ms: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(t_ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
