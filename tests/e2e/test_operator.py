@@ -3,6 +3,8 @@ outages and deletion."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
 import subprocess
 import urllib.request
@@ -33,17 +35,28 @@ PRICES = {"free": "0.005", "premium": "0.008", "enterprise": "0.006"}
 
 
 def pricing_body(name: str, prices: dict[str, str], effective: str | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"currency": "USD", "tokensPerUnit": 1000,
-                            "tiers": [{"name": t, "price": p} for t, p in prices.items()]}  # fmt: skip
+    spec: dict[str, Any] = {
+        "currency": "USD",
+        "tokensPerUnit": 1000,
+        "tiers": [{"name": t, "price": p} for t, p in prices.items()],
+    }
     if effective:
         spec["effectiveFrom"] = effective
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TierPricing",
-            "metadata": {"name": name}, "spec": spec}  # fmt: skip
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TierPricing",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
 
 
 def report_body(name: str, pricing: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "UsageReport", "metadata": {"name": name},
-            "spec": {"pricingRef": {"name": pricing}, **spec}}  # fmt: skip
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "UsageReport",
+        "metadata": {"name": name},
+        "spec": {"pricingRef": {"name": pricing}, **spec},
+    }
 
 
 def hand_cost(
@@ -63,15 +76,16 @@ def hand_cost(
 
 
 def ms(iso: str) -> int:
-    import datetime as dt
-
     return int(dt.datetime.fromisoformat(iso).timestamp() * 1000)
 
 
 def test_operator_end_to_end(
-    operator: Operator, live: Live, api_client: client.ApiClient, cluster: ClusterAccess,
+    operator: Operator,
+    live: Live,
+    api_client: client.ApiClient,
+    cluster: ClusterAccess,
     namespace: str,
-) -> None:  # fmt: skip
+) -> None:
     objects = client.CustomObjectsApi(api_client)
     core = client.CoreV1Api(api_client)
     pricing = f"maas-{uuid.uuid4().hex[:6]}"
@@ -79,13 +93,20 @@ def test_operator_end_to_end(
         GROUP, VERSION, "tierpricings", pricing_body(pricing, PRICES, _iso(live.start_ms))
     )
     zone = local_zone_near_midday()
-    daily = report_body("daily", pricing,
-                        schedule={"interval": "daily", "timeZone": zone, "gracePeriod": "2h"})  # fmt: skip
+    daily = report_body(
+        "daily", pricing, schedule={"interval": "daily", "timeZone": zone, "gracePeriod": "2h"}
+    )
     objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports", daily)
 
     # Within seconds: Ready, and totals equal the priced ground truth up to the collected hour.
-    report = wait_for(lambda: (r := get_report(api_client, namespace, "daily"))
-                      and condition(r, "Ready").get("status") == "True" and r, what="Ready")  # fmt: skip
+    report = wait_for(
+        lambda: (
+            (r := get_report(api_client, namespace, "daily"))
+            and condition(r, "Ready").get("status") == "True"
+            and r
+        ),
+        what="Ready",
+    )
     status = report["status"]
     period = scheduled_period(live.start_ms + 49 * 3_600_000, "daily", zone)
     assert status["period"]["start"] == _iso(period.start_ms)
@@ -101,18 +122,32 @@ def test_operator_end_to_end(
 
     # The previous day is finalised, with its own export and summary.
     previous = scheduled_period(period.start_ms - 1, "daily", zone)
-    final = wait_for(lambda: get_report(api_client, namespace, "daily")["status"].get("finalized"),
-                     what="finalised period")  # fmt: skip
+    final = wait_for(
+        lambda: get_report(api_client, namespace, "daily")["status"].get("finalized"),
+        what="finalised period",
+    )
     assert final[0]["start"] == _iso(previous.start_ms)
     final_tokens, final_cost = hand_cost(live, previous.start_ms, previous.end_ms, [(0, PRICES)])
     assert (final[0]["tokens"], final[0]["cost"]) == (final_tokens, final_cost)
 
     # kubectl shows useful columns.
-    table = subprocess.run([str(binary("kubectl")), "--kubeconfig", str(cluster.kubeconfig),
-                            "get", "usagereports", "-n", namespace], capture_output=True, text=True,
-                           check=True).stdout  # fmt: skip
+    table = subprocess.run(
+        [
+            str(binary("kubectl")),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "get",
+            "usagereports",
+            "-n",
+            namespace,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert table.split()[:7] == ["NAME", "READY", "PERIOD", "TOKENS", "COST", "CURRENCY", "AGE"]
-    assert f"{tokens}" in table and cost in table
+    assert f"{tokens}" in table
+    assert cost in table
 
     # Metrics carry the same numbers.
     with urllib.request.urlopen(f"{operator.metrics_url}/metrics", timeout=10) as response:  # noqa: S310
@@ -130,8 +165,10 @@ def test_operator_end_to_end(
     body["spec"] = pricing_body(pricing, new_prices, _iso(change))["spec"]
     objects.replace_cluster_custom_object(GROUP, VERSION, "tierpricings", pricing, body)
     want = hand_cost(live, period.start_ms, through, [(0, PRICES), (change, new_prices)])
-    wait_for(lambda: get_report(api_client, namespace, "daily")["status"]["totals"]["cost"] == want[1],
-             what=f"re-priced cost {want[1]}")  # fmt: skip
+    wait_for(
+        lambda: get_report(api_client, namespace, "daily")["status"]["totals"]["cost"] == want[1],
+        what=f"re-priced cost {want[1]}",
+    )
     after = get_report(api_client, namespace, "daily")["status"]["finalized"][0]
     assert (after["tokens"], after["cost"]) == (final_tokens, final_cost)
     pricing_status = objects.get_cluster_custom_object(GROUP, VERSION, "tierpricings", pricing)[
@@ -142,8 +179,14 @@ def test_operator_end_to_end(
 
     # Deleting the report removes its exports (garbage collection) but not its billing history.
     objects.delete_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports", "daily")
-    wait_for(lambda: not core.list_namespaced_config_map(
-        namespace, label_selector="chargeback.dev/report=daily").items, what="exports GC")  # fmt: skip
+    wait_for(
+        lambda: (
+            not core.list_namespaced_config_map(
+                namespace, label_selector="chargeback.dev/report=daily"
+            ).items
+        ),
+        what="exports GC",
+    )
     ledger = Ledger(operator.ledger_dsn)
     kept = PricingLedger(ledger).finals(f"{namespace}/daily")
     assert [f.period_start_ms for f in kept] == [previous.start_ms]
@@ -161,27 +204,38 @@ def test_invalid_reports_get_clear_conditions(
     period = {"start": _iso(live.start_ms + 3_600_000), "end": _iso(live.start_ms + 25 * 3_600_000)}
     cases = {
         "no-pricing": report_body("no-pricing", "does-not-exist", period=period),
-        "bad-selector": report_body("bad-selector", pricing, period=period,
-                                    source={"selector": 'model="x"} or vector(1) or {a="b"'}),
+        "bad-selector": report_body(
+            "bad-selector",
+            pricing,
+            period=period,
+            source={"selector": 'model="x"} or vector(1) or {a="b"'},
+        ),
         "good": report_body("good", pricing, period=period),
-    }  # fmt: skip
+    }
     for body in cases.values():
         objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports", body)
 
     def ready(name: str) -> dict[str, Any]:
         return condition(get_report(api_client, namespace, name), "Ready")
 
-    missing = wait_for(lambda: ready("no-pricing").get("reason") == "PricingNotFound"
-                       and ready("no-pricing"), what="PricingNotFound")  # fmt: skip
+    missing = wait_for(
+        lambda: ready("no-pricing").get("reason") == "PricingNotFound" and ready("no-pricing"),
+        what="PricingNotFound",
+    )
     assert missing["status"] == "False"
     assert "TierPricing 'does-not-exist' does not exist" in missing["message"]
-    bad = wait_for(lambda: ready("bad-selector").get("reason") == "InvalidSelector"
-                   and ready("bad-selector"), what="InvalidSelector")  # fmt: skip
+    bad = wait_for(
+        lambda: ready("bad-selector").get("reason") == "InvalidSelector" and ready("bad-selector"),
+        what="InvalidSelector",
+    )
     assert "must be label matchers only" in bad["message"]
-    good = wait_for(lambda: ready("good").get("status") == "True" and get_report(
-        api_client, namespace, "good"), what="good report Ready")  # fmt: skip
-    tokens, cost = hand_cost(live, live.start_ms + 3_600_000, live.start_ms + 25 * 3_600_000,
-                             [(0, PRICES)])  # fmt: skip
+    good = wait_for(
+        lambda: ready("good").get("status") == "True" and get_report(api_client, namespace, "good"),
+        what="good report Ready",
+    )
+    tokens, cost = hand_cost(
+        live, live.start_ms + 3_600_000, live.start_ms + 25 * 3_600_000, [(0, PRICES)]
+    )
     assert good["status"]["totals"] == {"tokens": tokens, "cost": cost, "unpricedTokens": 0}
 
 
@@ -193,30 +247,49 @@ def test_prometheus_outage_is_reported_and_recovered(
     objects.create_cluster_custom_object(
         GROUP, VERSION, "tierpricings", pricing_body(pricing, PRICES, _iso(live.start_ms))
     )
-    objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports", report_body(
-        "live", pricing, schedule={"interval": "daily", "timeZone": local_zone_near_midday()}))  # fmt: skip
-    wait_for(lambda: condition(get_report(api_client, namespace, "live"), "Ready").get("status")
-             == "True", what="Ready")  # fmt: skip
+    objects.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "usagereports",
+        report_body(
+            "live", pricing, schedule={"interval": "daily", "timeZone": local_zone_near_midday()}
+        ),
+    )
+    wait_for(
+        lambda: (
+            condition(get_report(api_client, namespace, "live"), "Ready").get("status") == "True"
+        ),
+        what="Ready",
+    )
     live.prometheus.stop()
     try:
-        down = wait_for(lambda: (c := condition(get_report(api_client, namespace, "live"),
-                                                "SourceAvailable")).get("status") == "False" and c,
-                        what="SourceAvailable=False")  # fmt: skip
+        down = wait_for(
+            lambda: (
+                (c := condition(get_report(api_client, namespace, "live"), "SourceAvailable")).get(
+                    "status"
+                )
+                == "False"
+                and c
+            ),
+            what="SourceAvailable=False",
+        )
         assert "is unreachable" in down["message"]
         report = get_report(api_client, namespace, "live")
         assert condition(report, "Ready")["status"] == "False"
         assert report["status"]["totals"]["tokens"] > 0  # the last good numbers stay
     finally:
         live.prometheus.start()
-    wait_for(lambda: condition(get_report(api_client, namespace, "live"), "SourceAvailable").get(
-        "status") == "True", what="SourceAvailable=True again")  # fmt: skip
-    try:
+    wait_for(
+        lambda: (
+            condition(get_report(api_client, namespace, "live"), "SourceAvailable").get("status")
+            == "True"
+        ),
+        what="SourceAvailable=True again",
+    )
+    with contextlib.suppress(ApiException):
         objects.delete_cluster_custom_object(GROUP, VERSION, "tierpricings", pricing)
-    except ApiException:
-        pass
 
 
 def _iso(t_ms: int) -> str:
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(t_ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
