@@ -25,10 +25,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[ClusterAccess]:
+def control_plane() -> Iterator[ControlPlane]:
     """etcd + kube-apiserver + kube-controller-manager for the whole session."""
-    with ControlPlane() as access:
-        yield access
+    plane = ControlPlane()
+    try:
+        plane.start()
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(control_plane: ControlPlane) -> ClusterAccess:
+    """How to reach the session's API server."""
+    assert control_plane.access is not None
+    return control_plane.access
 
 
 @pytest.fixture(scope="session")

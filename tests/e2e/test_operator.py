@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from chargeback.adapters.ledger import Ledger, PricingLedger
 from chargeback.domain.periods import scheduled_period
-from chargeback.testing.kube import ClusterAccess
+from chargeback.testing.kube import ClusterAccess, ControlPlane
 from chargeback.testing.tools import binary
 from tests.e2e.conftest import (
     GROUP,
@@ -293,3 +293,43 @@ def test_prometheus_outage_is_reported_and_recovered(
 
 def _iso(t_ms: int) -> str:
     return dt.datetime.fromtimestamp(t_ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_api_server_restart_and_http_exports(
+    operator: Operator,
+    live: Live,
+    api_client: client.ApiClient,
+    control_plane: ControlPlane,
+    namespace: str,
+) -> None:
+    objects = client.CustomObjectsApi(api_client)
+    pricing = f"maas-{uuid.uuid4().hex[:6]}"
+    objects.create_cluster_custom_object(
+        GROUP, VERSION, "tierpricings", pricing_body(pricing, PRICES, _iso(live.start_ms))
+    )
+    start, end = live.start_ms + 2 * 3_600_000, live.start_ms + 8 * 3_600_000
+    period = {"start": _iso(start), "end": _iso(end)}
+    objects.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "usagereports", report_body("before", pricing, period=period)
+    )
+    wait_for(lambda: condition(get_report(api_client, namespace, "before"), "Ready").get("status")
+             == "True", what="Ready before the restart")  # fmt: skip
+
+    control_plane.restart_apiserver()
+    objects.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "usagereports", report_body("after", pricing, period=period)
+    )
+    after = wait_for(lambda: (r := get_report(api_client, namespace, "after"))
+                     and condition(r, "Ready").get("status") == "True" and r,
+                     timeout=120, what="Ready after the restart")  # fmt: skip
+    assert after["status"]["totals"]["tokens"] == hand_cost(live, start, end, [(0, PRICES)])[0]
+
+    # The finalised period is served over HTTP, identical to its ConfigMap export.
+    url = f"{operator.metrics_url}/reports/{namespace}/after/{_iso(start)}.json"
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310
+        served = response.read().decode()
+    config_map = client.CoreV1Api(api_client).read_namespaced_config_map(
+        after["status"]["exports"][0], namespace
+    )
+    assert served == config_map.data["report.json"]
+    assert json.loads(served)["finalized"] is True

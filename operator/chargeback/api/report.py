@@ -195,10 +195,10 @@ class UsageReportStatus(ApiModel):
     """Totals of the period."""
     by_tier: Annotated[list[Breakdown], Field(max_length=64)] = []  # noqa: RUF012
     """Per tier."""
-    by_team: Annotated[list[Breakdown], Field(max_length=100)] = []  # noqa: RUF012
-    """Per team (the largest 100)."""
-    by_model: Annotated[list[Breakdown], Field(max_length=100)] = []  # noqa: RUF012
-    """Per model (the largest 100)."""
+    by_team: Annotated[list[Breakdown], Field(max_length=50)] = []  # noqa: RUF012
+    """Per team (the 50 largest; all are in the exports)."""
+    by_model: Annotated[list[Breakdown], Field(max_length=50)] = []  # noqa: RUF012
+    """Per model (the 50 largest; all are in the exports)."""
     top_users: Annotated[list[Breakdown], Field(max_length=50)] = []  # noqa: RUF012
     """The top users by cost."""
     finalized: Annotated[list[PeriodSummary], Field(max_length=120)] = []  # noqa: RUF012

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 THANOS_QUERIER = "https://thanos-querier.openshift-monitoring.svc:9091"
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-STATUS_LIMITS = {"byTier": 64, "byTeam": 100, "byModel": 100}
+STATUS_LIMITS = {"byTier": 64, "byTeam": 50, "byModel": 50}
 
 
 @dataclass(frozen=True)
@@ -314,23 +314,12 @@ class Reconciler:
         now: int,
     ) -> dict[str, Any]:
         keep = spec.schedule.keep_finalized if spec.schedule else 1
-        finals = []
-        for final in self.pricing.finals(key, keep):
-            totals = _totals(final.document)
-            finals.append({"start": iso(final.period_start_ms), "end": iso(final.period_end_ms),
-                           "tokens": totals["tokens"], "cost": totals["cost"]})  # fmt: skip
-        return {
-            "period": document["period"],
-            "currency": document["currency"],
-            "totals": document["totals"],
-            "byTier": document["byTier"][: STATUS_LIMITS["byTier"]],
-            "byTeam": document["byTeam"][: STATUS_LIMITS["byTeam"]],
-            "byModel": document["byModel"][: STATUS_LIMITS["byModel"]],
-            "topUsers": document["topUsersByCost"][: spec.top_users],
-            "finalized": finals,
-            "exports": exports,
-            "lastRefreshTime": iso(now),
-        }
+        finals = [
+            {"start": iso(f.period_start_ms), "end": iso(f.period_end_ms),
+             **{k: v for k, v in _totals(f.document).items() if k in ("tokens", "cost")}}
+            for f in self.pricing.finals(key, keep)
+        ]  # fmt: skip
+        return summarize(document, spec.top_users, finals, exports, iso(now))
 
     def _metrics(self, owner: Owner, document: dict[str, Any], rendered: Rendered) -> None:
         metrics.forget_report(owner.namespace, owner.name)
@@ -370,6 +359,28 @@ class Reconciler:
             previous, [Cond("Ready", False, reason, message)], iso(now), generation
         )
         return outcome
+
+
+def summarize(
+    document: dict[str, Any],
+    top_users: int,
+    finals: list[dict[str, Any]],
+    exports: list[str],
+    now_iso: str,
+) -> dict[str, Any]:
+    """The bounded status summary of a document: its size does not grow with users."""
+    return {
+        "period": document["period"],
+        "currency": document["currency"],
+        "totals": document["totals"],
+        "byTier": document["byTier"][: STATUS_LIMITS["byTier"]],
+        "byTeam": document["byTeam"][: STATUS_LIMITS["byTeam"]],
+        "byModel": document["byModel"][: STATUS_LIMITS["byModel"]],
+        "topUsers": document["topUsersByCost"][:top_users],
+        "finalized": finals,
+        "exports": exports,
+        "lastRefreshTime": now_iso,
+    }
 
 
 def _history_start(spec: UsageReportSpec, period: Period) -> int:
