@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import sys
 from pathlib import Path
 
 from benchmarks.collect_bench import run_accuracy, run_scale
+from benchmarks.operator_bench import run_operator_scale, status_at
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +33,8 @@ def main() -> None:
     series = int(os.environ.get("BENCH_SERIES", "100000"))
     accuracy = run_accuracy()
     scale = run_scale(series)
+    operator = run_operator_scale()
+    status_bytes = len(json.dumps(status_at(10_000)).encode())
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = f"""# Benchmarks
 
@@ -68,6 +72,20 @@ absolute difference from the simulator's observable ground truth.
 | ground truth (observable) | {accuracy["truth_tokens"]:,} | 0 |
 | exact collector | {accuracy["ours_total"]:,} | **{accuracy["ours_abs_error"]:,}** |
 | naive `increase()` per hour | {accuracy["naive_total"]:,} | {accuracy["naive_abs_error"]:,} |
+
+## The operator at 200 reports
+
+{operator["reports"]} UsageReports over {operator["sources"]} distinct sources (daily schedules,
+26 hours of history for 100 users), created at once against a running operator
+(`chargeback run` as a process, SQLite ledger), real kube-apiserver and Prometheus.
+
+| measure | value |
+|---|---|
+| reports Ready | {operator["ready"]} of {operator["reports"]} |
+| time from creation to all Ready | {operator["seconds"]:.1f} s |
+| operator peak RSS (VmHWM) | {operator["operator_peak_rss_mib"]:.0f} MiB |
+| largest status of those reports | {operator["largest_status_bytes"]:,} bytes |
+| status at 10,000 users, 300 teams, 80 models, 120 final periods | {status_bytes:,} bytes |
 
 ## Reproduce
 

@@ -1,0 +1,155 @@
+"""Benchmark: 200 UsageReports over 20 sources, from creation to all Ready.
+
+Against a real control plane and Prometheus, with the operator as a process (`chargeback run`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from chargeback.adapters.kube import client_from_kubeconfig
+from chargeback.api.pricing import TierPricingSpec
+from chargeback.api.report import Attribution
+from chargeback.domain.attribution import TeamResolver
+from chargeback.domain.periods import Period
+from chargeback.domain.pricing import PriceBook, PriceVersion
+from chargeback.domain.reports import build_document
+from chargeback.domain.usage import UsageRow
+from chargeback.services.reconcile import summarize
+from chargeback.testing.kube import ControlPlane
+from chargeback.testing.process import free_port
+from chargeback.testing.prometheus import PrometheusServer
+from chargeback.testing.simulator import HOUR_MS, Scenario, simulate
+
+ROOT = Path(__file__).resolve().parent.parent
+GROUP, VERSION = "chargeback.dev", "v1alpha1"
+
+
+def _install_crds(api: client.ApiClient) -> None:
+    ext = client.ApiextensionsV1Api(api)
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        ext.create_custom_resource_definition(yaml.safe_load(path.read_text()))
+    for _ in range(100):
+        crds = ext.list_custom_resource_definition().items
+        established = [
+            any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+            for crd in crds
+        ]
+        if all(established):
+            return
+        time.sleep(0.2)
+
+
+def _ready(api: client.ApiClient, namespace: str) -> tuple[int, int]:
+    items = client.CustomObjectsApi(api).list_namespaced_custom_object(
+        GROUP, VERSION, namespace, "usagereports"
+    )["items"]
+    ready = sum(
+        1 for item in items
+        if any(c["type"] == "Ready" and c["status"] == "True"
+               for c in item.get("status", {}).get("conditions", []))
+    )  # fmt: skip
+    largest = max((len(json.dumps(i.get("status", {}))) for i in items), default=0)
+    return ready, largest
+
+
+def _hwm_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_operator_scale(reports: int = 200, sources: int = 20) -> dict[str, Any]:
+    """Create the reports at once and time convergence."""
+    workdir = Path(tempfile.mkdtemp(prefix="bench-operator-"))
+    now = int(time.time() * 1000)
+    start = (now - 26 * HOUR_MS) // HOUR_MS * HOUR_MS
+    sim = simulate(Scenario(start_ms=start, hours=26, users=100, replicas=2, seed=4))
+    with (
+        ControlPlane() as access,
+        PrometheusServer(
+            workdir / "prom", openmetrics=sim.write_openmetrics(workdir / "t.om")
+        ) as prom,
+    ):
+        api = client_from_kubeconfig(access.kubeconfig)
+        _install_crds(api)
+        objects = client.CustomObjectsApi(api)
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": "bench"}})
+        effective = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start / 1000))
+        objects.create_cluster_custom_object(GROUP, VERSION, "tierpricings", {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "TierPricing", "metadata": {"name": "p"},
+            "spec": {"currency": "USD", "effectiveFrom": effective, "tiers": [
+                {"name": t, "price": "0.01"} for t in ("free", "premium", "enterprise")]},
+        })  # fmt: skip
+        env = {**os.environ, "KUBECONFIG": str(access.kubeconfig)}
+        args = [sys.executable, "-m", "chargeback", "run", "--prometheus-url", prom.url,
+                "--token-file", "", "--ca-file", "", "--refresh-seconds", "30",
+                "--ledger", f"sqlite:///{workdir / 'ledger.db'}",
+                "--metrics-port", str(free_port()),
+                "--liveness-port", str(free_port())]  # fmt: skip
+        with (workdir / "operator.log").open("wb") as log:
+            operator = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            time.sleep(3)
+            began = time.perf_counter()
+            for index in range(reports):
+                objects.create_namespaced_custom_object(GROUP, VERSION, "bench", "usagereports", {
+                    "apiVersion": f"{GROUP}/{VERSION}", "kind": "UsageReport",
+                    "metadata": {"name": f"r{index:03d}"},
+                    "spec": {"pricingRef": {"name": "p"},
+                             "source": {"selector": f'model!="",user!="x{index % sources}"'},
+                             "schedule": {"interval": "daily"}}})  # fmt: skip
+            ready, largest = 0, 0
+            deadline = time.perf_counter() + 900
+            while time.perf_counter() < deadline:
+                ready, largest = _ready(api, "bench")
+                if ready == reports:
+                    break
+                time.sleep(1)
+            elapsed = time.perf_counter() - began
+            rss = _hwm_mib(operator.pid)
+        finally:
+            operator.send_signal(signal.SIGTERM)
+            operator.wait(timeout=60)
+    return {"reports": reports, "sources": sources, "ready": ready, "seconds": elapsed,
+            "operator_peak_rss_mib": rss, "largest_status_bytes": largest}  # fmt: skip
+
+
+def status_at(users: int) -> dict[str, Any]:
+    """The status summary of a report with ``users`` users (long names, 120 finalised periods)."""
+    spec = TierPricingSpec.model_validate(
+        {"currency": "USD", "tiers": [{"name": t, "price": "0.01"} for t in ("free", "premium")]}
+    )
+    rows = [
+        UsageRow(hour * HOUR_MS, f"user-{i:05d}-{'x' * 40}", ("free", "premium")[i % 2],
+                 f"model-{i % 80:02d}-{'m' * 30}", (("cost_center", f"cc-{i % 300:03d}-team"),),
+                 1000 + i)
+        for i in range(users)
+        for hour in (0, 1)
+    ]  # fmt: skip
+    document = build_document(
+        report="ns/r", period=Period(0, 24 * HOUR_MS), usage=rows,
+        book=PriceBook([PriceVersion(1, 0, spec)]),
+        teams=TeamResolver(Attribution(team_label="cost_center")), data_through_ms=24 * HOUR_MS,
+        top_n=50,
+    ).as_dict()  # fmt: skip
+    finals = [{"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z",
+               "tokens": 10**12, "cost": "123456789.01"}] * 120  # fmt: skip
+    exports = [f"r-2026010{i}t0000" for i in range(9)]
+    return summarize(document, 50, finals, exports, "2026-01-03T00:00:00Z")
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_operator_scale(), indent=2))
