@@ -112,7 +112,8 @@ def test_operator_end_to_end(
     assert status["period"]["start"] == _iso(period.start_ms)
     export = core.read_namespaced_config_map(status["exports"][0], namespace)
     document = json.loads(export.data["report.json"])
-    through = ms(document["dataThrough"])
+    # The open hour is included live: everything the simulator scraped up to now.
+    through = -(-ms(document["dataThrough"]) // 3_600_000) * 3_600_000
     tokens, cost = hand_cost(live, period.start_ms, through, [(0, PRICES)])
     assert status["totals"] == {"tokens": tokens, "cost": cost, "unpricedTokens": 0}
     assert tokens > 0
@@ -333,3 +334,6 @@ def test_api_server_restart_and_http_exports(
     )
     assert served == config_map.data["report.json"]
     assert json.loads(served)["finalized"] is True
+    current = f"{operator.metrics_url}/reports/{namespace}/after/current.csv"
+    with urllib.request.urlopen(current, timeout=10) as response:  # noqa: S310
+        assert response.read().decode() == config_map.data["report.csv"]

@@ -1,7 +1,7 @@
 """The operator's HTTP endpoint: /metrics, /healthz and report exports.
 
 `/reports/<namespace>/<name>/<period-start>.json|.csv` serves finalised documents from the
-ledger; `current.json|csv` serves the open period as last rendered into the report's ConfigMap.
+ledger; `/reports/<namespace>/<name>/current.json|csv` the open period as last rendered.
 """
 
 from __future__ import annotations
@@ -18,14 +18,20 @@ from chargeback.adapters import metrics
 from chargeback.adapters.ledger import PricingLedger
 from chargeback.domain.buckets import to_ms
 
-_REPORT = re.compile(r"^/reports/([a-z0-9-]+)/([a-z0-9.-]+)/([0-9TZ:-]+)\.(json|csv)$")
+_REPORT = re.compile(r"^/reports/([a-z0-9-]+)/([a-z0-9.-]+)/([0-9TZ:-]+|current)\.(json|csv)$")
 
 
-class _HasLedger(Protocol):
+class _Rendered(Protocol):
+    json: str
+    csv: str
+
+
+class _Reports(Protocol):
     pricing: PricingLedger
+    latest: dict[str, Any]
 
 
-def serve(port: int, reconciler: _HasLedger) -> ThreadingHTTPServer:
+def serve(port: int, reconciler: _Reports) -> ThreadingHTTPServer:
     """Start the server in a daemon thread; return it (call shutdown() to stop)."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -40,6 +46,14 @@ def serve(port: int, reconciler: _HasLedger) -> ThreadingHTTPServer:
                 self._reply(404, b"not found\n", "text/plain")
 
         def _report(self, namespace: str, name: str, start: str, fmt: str) -> None:
+            kind = "application/json" if fmt == "json" else "text/csv"
+            if start == "current":
+                latest: _Rendered | None = reconciler.latest.get(f"{namespace}/{name}")
+                if latest is None:
+                    self._reply(404, b"no open period rendered yet\n", "text/plain")
+                    return
+                self._reply(200, (latest.json if fmt == "json" else latest.csv).encode(), kind)
+                return
             try:
                 start_ms = to_ms(dt.datetime.fromisoformat(start))
             except ValueError:
@@ -50,7 +64,6 @@ def serve(port: int, reconciler: _HasLedger) -> ThreadingHTTPServer:
                 self._reply(404, b"no finalised document for that period\n", "text/plain")
                 return
             body = final.document if fmt == "json" else final.csv
-            kind = "application/json" if fmt == "json" else "text/csv"
             self._reply(200, body.encode(), kind)
 
         def _reply(self, code: int, payload: bytes, kind: str) -> None:

@@ -163,6 +163,33 @@ class Collector:
         self._cache[record.id] = (result.watermark_ms, states)
         return result
 
+    def peek(self, source: SourceSpec, now_ms: int) -> tuple[list[UsageRow], int]:
+        """Usage from the watermark up to ``now_ms`` (the open bucket), computed, not stored.
+
+        Returns the usage rows (keyed by the start of the bucket they fall in) and the time they
+        run through. The ledger and the cache are left as they are.
+        """
+        record = self.ledger.source(source.source_id())
+        if record is None or not record.observing or now_ms <= record.watermark_ms:
+            return [], record.watermark_ms if record else now_ms
+        target = _Target(source, record, parse_selector(source.selector))
+        cached = self._cache.get(record.id)
+        if cached is not None and cached[0] == record.watermark_ms:
+            states = dict(cached[1])
+        else:
+            states, _ = self._resume(target)
+        rows: list[UsageRow] = []
+        a = record.watermark_ms
+        while a < now_ms:
+            b = min(buckets.floor(a, self.settings.bucket_ms) + self.settings.bucket_ms, now_ms)
+            per_series = self._account(target, a, b, states)
+            states.update({k: (value, b) for k, (_, value) in per_series.items()})
+            totals = aggregate(((k, used) for k, (used, _) in per_series.items()), source)
+            start = buckets.floor(a, self.settings.bucket_ms)
+            rows += [UsageRow(start, *dims[:3], dims[3], tokens) for dims, tokens in totals.items()]
+            a = b
+        return rows, now_ms
+
     def resolve_metric(self, source: SourceSpec, start_ms: int, end_ms: int) -> str:
         """The metric to read: the configured one, or the first default name that has series."""
         candidates = [source.metric] if source.metric else list(DEFAULT_METRICS)

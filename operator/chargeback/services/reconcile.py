@@ -104,6 +104,8 @@ class Reconciler:
             self.prometheus, self.ledger, CollectorSettings(bucket_ms=settings.bucket_ms)
         )
         self.reports = ReportService(self.collector, self.ledger)
+        self.latest: dict[str, Rendered] = {}
+        """The last rendered open period of each report (namespace/name), served over HTTP."""
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -251,6 +253,7 @@ class Reconciler:
         exports = write_export(
             self.api, owner, iso(rendered.period.start_ms), rendered.json, rendered.csv
         )
+        self.latest[key] = rendered
         document = rendered.document
         conditions = self._conditions(document)
         if document["gaps"]:

@@ -77,8 +77,14 @@ class ReportService:
         ready = min(now_ms - SCRAPE_DELAY_MS, period.end_ms)
         start = period.start_ms if history_start_ms is None else history_start_ms
         collected = self.collector.collect(spec.source, start, max(ready, start))
-        if collected.steps == 0 and now_ms < period.end_ms:
-            # Nothing new to collect yet; still tell an outage apart from a quiet hour.
+        usage = self.ledger.usage(collected.source_id, period.start_ms, period.end_ms)
+        through = collected.watermark_ms
+        if now_ms < period.end_ms:
+            # The open period also shows the bucket in progress: computed live, never stored.
+            live, through = self.collector.peek(spec.source, now_ms)
+            usage += live
+        if through == collected.watermark_ms and collected.steps == 0:
+            # Nothing was asked of Prometheus; still tell an outage apart from a quiet hour.
             self.collector.prometheus.ping()
         source_id = collected.source_id
         final = is_final(period, spec, now_ms) and collected.watermark_ms >= period.end_ms
@@ -90,11 +96,11 @@ class ReportService:
         document = build_document(
             report=report,
             period=period,
-            usage=self.ledger.usage(source_id, period.start_ms, period.end_ms),
+            usage=usage,
             book=book,
             teams=TeamResolver(spec.attribution, groups),
             gaps=gaps,
-            data_through_ms=collected.watermark_ms,
+            data_through_ms=through,
             top_n=spec.top_users,
             finalized=final,
         )
