@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client
 
 from chargeback.adapters.kube import client_from_kubeconfig
@@ -27,28 +26,13 @@ from chargeback.domain.pricing import PriceBook, PriceVersion
 from chargeback.domain.reports import build_document
 from chargeback.domain.usage import UsageRow
 from chargeback.services.reconcile import summarize
-from chargeback.testing.kube import ControlPlane
+from chargeback.testing.kube import ControlPlane, install_crds
 from chargeback.testing.process import free_port
 from chargeback.testing.prometheus import PrometheusServer
 from chargeback.testing.simulator import HOUR_MS, Scenario, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUP, VERSION = "chargeback.dev", "v1alpha1"
-
-
-def _install_crds(api: client.ApiClient) -> None:
-    ext = client.ApiextensionsV1Api(api)
-    for path in sorted((ROOT / "crds").glob("*.yaml")):
-        ext.create_custom_resource_definition(yaml.safe_load(path.read_text()))
-    for _ in range(100):
-        crds = ext.list_custom_resource_definition().items
-        established = [
-            any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
-            for crd in crds
-        ]
-        if all(established):
-            return
-        time.sleep(0.2)
 
 
 def _ready(api: client.ApiClient, namespace: str) -> tuple[int, int]:
@@ -84,7 +68,7 @@ def run_operator_scale(reports: int = 200, sources: int = 20) -> dict[str, Any]:
         ) as prom,
     ):
         api = client_from_kubeconfig(access.kubeconfig)
-        _install_crds(api)
+        install_crds(api, ROOT / "crds")
         objects = client.CustomObjectsApi(api)
         client.CoreV1Api(api).create_namespace({"metadata": {"name": "bench"}})
         effective = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start / 1000))

@@ -31,8 +31,10 @@ from chargeback.domain import buckets
 from chargeback.domain.periods import report_period
 from chargeback.domain.pricing import PriceBook, PriceVersion, spec_digest
 from chargeback.domain.selectors import SelectorError
+from chargeback.render import render_table
 from chargeback.services.collect import CollectError, Collector, CollectorSettings
 from chargeback.services.report import ReportService
+from chargeback.testing.demo import DemoOptions, run_demo
 
 console = Console(stderr=True)
 
@@ -391,31 +393,6 @@ def report(
         click.echo(text, nl=False)
 
 
-def render_table(document: dict[str, Any], out: Console) -> None:
-    """A readable summary of a report document."""
-    totals, currency = document["totals"], document["currency"]
-    state = "final" if document["finalized"] else "open"
-    out.print(f"[b]{document['report']}[/b]  {document['period']['start']} - "
-              f"{document['period']['end']} ({state})")  # fmt: skip
-    out.print(f"Tokens [b]{totals['tokens']:,}[/b]   Cost [b]{totals['cost']} {currency}[/b]")
-    if totals["unpricedTokens"]:
-        note = "tiers without a price, or before the first price version"
-        out.print(f"[yellow]Unpriced tokens: {totals['unpricedTokens']:,} ({note})[/yellow]")
-    for gap in document["gaps"]:
-        out.print(f"[red]Gap {gap['start']} - {gap['end']}: {gap['reason']}[/red]")
-    if not document["dataComplete"]:
-        out.print(f"[yellow]Data collected through {document['dataThrough']} only[/yellow]")
-    for title, key in (("By tier", "byTier"), ("By team", "byTeam"), ("By model", "byModel"),
-                       ("Top users by cost", "topUsersByCost")):  # fmt: skip
-        table = Table(title=title, title_justify="left")
-        table.add_column("name")
-        table.add_column("tokens", justify="right")
-        table.add_column(f"cost ({currency})", justify="right")
-        for row in document[key]:
-            table.add_row(row["name"] or "(none)", f"{row['tokens']:,}", row["cost"])
-        out.print(table)
-
-
 def read_groups(kubeconfig: Path) -> dict[str, list[str]] | None:
     """OpenShift Groups from a cluster, None where the API does not exist."""
     try:
@@ -533,6 +510,22 @@ def run(
 
 
 @main.command()
-def demo() -> None:
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("demo-output"),
+    show_default=True,
+    help="Where exports, the ledger and logs go.",
+)
+@click.option("--hours", default=72, show_default=True, help="Hours of simulated traffic.")
+@click.option("--users", default=60, show_default=True, help="Simulated users.")
+@click.option("--no-wait", is_flag=True, help="Stop after the check instead of waiting for Ctrl-C.")
+def demo(output: Path, hours: int, users: int, no_wait: bool) -> None:
     """Run the local demo: control plane, Prometheus with simulated traffic, operator, report."""
-    raise click.ClickException("the demo is not implemented yet (issue: newcomer experience)")
+    options = DemoOptions(output=output, hours=hours, users=users, wait=not no_wait)
+    try:
+        ok = run_demo(options, Console())
+    except Exception as exc:
+        raise click.ClickException(f"the demo failed: {exc}") from exc
+    if not ok:
+        raise click.ClickException("the report did not match the ground truth")

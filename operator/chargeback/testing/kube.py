@@ -12,11 +12,15 @@ import secrets
 import shutil
 import ssl
 import tempfile
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from chargeback.testing import pki
 from chargeback.testing.process import ComponentError, ManagedProcess, free_port
@@ -232,3 +236,31 @@ def _insecure() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def install_crds(api: Any, directory: Path, timeout: float = 30.0) -> None:
+    """Create or replace every CRD in ``directory`` and wait until each is Established."""
+    ext = client.ApiextensionsV1Api(api)
+    names = []
+    for path in sorted(directory.glob("*.yaml")):
+        body = yaml.safe_load(path.read_text())
+        name = body["metadata"]["name"]
+        names.append(name)
+        try:
+            current = ext.read_custom_resource_definition(name)
+            body["metadata"]["resourceVersion"] = current.metadata.resource_version  # type: ignore[union-attr]
+            ext.replace_custom_resource_definition(name, body)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            ext.create_custom_resource_definition(body)
+    deadline = time.monotonic() + timeout
+    for name in names:
+        while True:
+            status = ext.read_custom_resource_definition(name).status
+            conditions = (status.conditions if status else None) or []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
+                break
+            if time.monotonic() > deadline:
+                raise ComponentError(f"CRD {name} was not Established within {timeout:.0f}s")
+            time.sleep(0.2)

@@ -1,0 +1,215 @@
+"""The local demo, checked against the simulator's ground truth.
+
+A control plane, Prometheus with simulated gateway traffic, the operator, the sample resources,
+and the report printed and compared with the truth priced independently.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any, cast
+
+import yaml
+from kubernetes import client
+from rich.console import Console
+
+from chargeback.render import render_table
+from chargeback.testing.kube import ControlPlane, install_crds
+from chargeback.testing.process import ManagedProcess, free_port
+from chargeback.testing.prometheus import PrometheusServer
+from chargeback.testing.simulator import HOUR_MS, Scenario, Simulation, simulate
+from chargeback.testing.tools import binary
+
+ROOT = Path(__file__).resolve().parents[3]
+GROUP, VERSION = "chargeback.dev", "v1alpha1"
+NAMESPACE = "chargeback"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """How big a demo to run and whether to wait for Ctrl-C at the end."""
+
+    output: Path
+    hours: int = 72
+    users: int = 60
+    wait: bool = True
+
+
+def iso(t_ms: int) -> str:
+    """UTC ISO 8601."""
+    return dt.datetime.fromtimestamp(t_ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def expected(sim: Simulation, pricing: dict[str, Any], start: int, end: int) -> tuple[int, str]:
+    """Tokens and cost of [start, end), priced by hand from the TierPricing and the truth."""
+    tiers = {t["name"]: t for t in pricing["spec"]["tiers"]}
+    unit = pricing["spec"].get("tokensPerUnit", 1000)
+    allowance: dict[tuple[str, str], int] = {}
+    exact: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
+    tokens = 0
+    for (user, tier, model, _), count in sorted(
+        sim.truth(start, end).items(), key=lambda item: (item[0][3], item[0])
+    ):
+        tokens += count
+        if tier not in tiers:
+            continue
+        entry = tiers[tier]
+        price = next((Decimal(m["price"]) for m in entry.get("models", []) if m["name"] == model),
+                     Decimal(entry["price"]))  # fmt: skip
+        left = allowance.setdefault((user, tier), entry.get("includedTokens", 0))
+        free = min(left, count)
+        allowance[(user, tier)] = left - free
+        exact[(user, tier, model)] += Decimal(count - free) * price / unit
+    cost = sum((v.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP) for v in exact.values()),
+               Decimal(0))  # fmt: skip
+    return tokens, str(cost)
+
+
+def _wait(what: str, predicate: Callable[[], Any], console: Console, timeout: float = 300) -> Any:
+    with console.status(what):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(1)
+    raise RuntimeError(f"timed out: {what}")
+
+
+def run_demo(options: DemoOptions, console: Console) -> bool:
+    """Run the demo; return whether the report matched the ground truth."""
+    options.output.mkdir(parents=True, exist_ok=True)
+    workdir = options.output / "state"
+    now = int(time.time() * 1000)
+    start = (now - options.hours * HOUR_MS) // HOUR_MS * HOUR_MS
+    scenario = Scenario(
+        start_ms=start, hours=options.hours, users=options.users, replicas=2, seed=42,
+        restarts=((0, start + (options.hours // 2) * HOUR_MS + 90_000),),
+    )  # fmt: skip
+    with ExitStack() as stack:
+        console.rule("[b]chargeback-operator demo")
+        what = f"{options.hours} h of gateway traffic for {options.users} users"
+        with console.status(f"Simulating {what} (3 tiers, 5 models, 2 Limitador replicas)"):
+            sim = simulate(scenario)
+            om = sim.write_openmetrics(options.output / "traffic.om")
+        console.print(f"Simulated {sum(len(v) for v in sim.samples.values()):,} samples, one "
+                      "Limitador restart; Prometheus backfilled with promtool")  # fmt: skip
+        prometheus = PrometheusServer(workdir / "prometheus", openmetrics=om)
+        stack.callback(prometheus.stop)
+        prometheus.start()
+        console.print(f"Prometheus on {prometheus.url}")
+        with console.status("Starting etcd, kube-apiserver and kube-controller-manager"):
+            plane = ControlPlane(workdir / "kube")
+            stack.callback(plane.stop)
+            access = plane.start()
+        console.print(f"Control plane on {access.server}; kubeconfig {access.kubeconfig}")
+        api = client.ApiClient(_configuration(access.server, access.ca_file, access.admin_token))
+        install_crds(api, ROOT / "crds")
+        env = {**os.environ, "KUBECONFIG": str(access.kubeconfig)}
+        metrics_port = free_port()
+        operator = ManagedProcess("operator", [
+            sys.executable, "-m", "chargeback", "run", "--prometheus-url", prometheus.url,
+            "--token-file", "", "--ca-file", "", "--refresh-seconds", "10",
+            "--ledger", f"sqlite:///{(options.output / 'ledger.db').resolve()}",
+            "--metrics-port", str(metrics_port), "--liveness-port", str(free_port()),
+        ], options.output / "operator.log", env=env)  # fmt: skip
+        stack.callback(operator.stop)
+        operator.start()
+        console.print(f"Operator running (log: {options.output / 'operator.log'}; metrics: "
+                      f"http://127.0.0.1:{metrics_port}/metrics)")  # fmt: skip
+        pricing = _apply_examples(api, start)
+        report = _wait("Waiting for the operator to reconcile the reports",
+                       lambda: _ready(api, "monthly"), console)  # fmt: skip
+        ok = _show(api, access.kubeconfig, sim, pricing, report=report, output=options.output,
+                   console=console)  # fmt: skip
+        if options.wait:
+            hint = f"KUBECONFIG={access.kubeconfig} kubectl get usagereports -A"
+            console.print(f"\nThe stack keeps running. Try: [b]{hint}[/b]")
+            console.print("Press Ctrl-C to stop and clean up.")
+            try:
+                while operator.running():
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                console.print("Stopping.")
+        return ok
+
+
+def _configuration(server: str, ca_file: Path, token: str) -> client.Configuration:
+    config = client.Configuration()
+    config.host = server
+    config.ssl_ca_cert = str(ca_file)
+    config.api_key = {"authorization": f"Bearer {token}"}
+    return config
+
+
+def _apply_examples(api: client.ApiClient, start: int) -> dict[str, Any]:
+    objects = client.CustomObjectsApi(api)
+    pricing: dict[str, Any] = yaml.safe_load((ROOT / "docs/examples/tierpricing.yaml").read_text())
+    # The sample prices apply from the start of the simulated history.
+    pricing["spec"]["effectiveFrom"] = iso(start)
+    objects.create_cluster_custom_object(GROUP, VERSION, "tierpricings", pricing)
+    namespace = client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE))
+    client.CoreV1Api(api).create_namespace(namespace)
+    monthly = yaml.safe_load((ROOT / "docs/examples/usagereport-monthly.yaml").read_text())
+    objects.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "usagereports", monthly)
+    daily = {**monthly, "metadata": {"name": "daily", "namespace": NAMESPACE}}
+    daily["spec"] = {**monthly["spec"], "schedule": {"interval": "daily", "timeZone": "UTC"}}
+    objects.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "usagereports", daily)
+    return pricing
+
+
+def _ready(api: client.ApiClient, name: str) -> dict[str, Any] | None:
+    report = cast(
+        "dict[str, Any]",
+        client.CustomObjectsApi(api).get_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, "usagereports", name
+        ),
+    )
+    conditions = report.get("status", {}).get("conditions", [])
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    return report if ready and report["status"].get("exports") else None
+
+
+def _show(
+    api: client.ApiClient, kubeconfig: Path, sim: Simulation, pricing: dict[str, Any], *,
+    report: dict[str, Any], output: Path, console: Console,
+) -> bool:  # fmt: skip
+    table = subprocess.run([str(binary("kubectl")), "--kubeconfig", str(kubeconfig), "get",
+                            "tierpricings,usagereports", "-A"], capture_output=True, text=True,
+                           check=False)  # fmt: skip
+    console.rule("kubectl get tierpricings,usagereports -A")
+    console.print(table.stdout or table.stderr, highlight=False)
+    core = client.CoreV1Api(api)
+    exports = core.list_namespaced_config_map(NAMESPACE, label_selector="chargeback.dev/report")
+    for cm in exports.items:
+        data, name = cm.data or {}, cm.metadata.name if cm.metadata else "export"
+        (output / f"{name}.json").write_text(data.get("report.json", ""))
+        (output / f"{name}.csv").write_text(data.get("report.csv", ""))
+    export = core.read_namespaced_config_map(report["status"]["exports"][0], NAMESPACE)
+    document = json.loads((export.data or {})["report.json"])
+    console.rule("The monthly report (open period, live)")
+    render_table(document, console)
+    period_start = int(dt.datetime.fromisoformat(document["period"]["start"]).timestamp() * 1000)
+    through = int(dt.datetime.fromisoformat(document["dataThrough"]).timestamp() * 1000)
+    want = expected(sim, pricing, period_start, -(-through // HOUR_MS) * HOUR_MS)
+    got = (document["totals"]["tokens"], document["totals"]["cost"])
+    console.rule("Check")
+    if got == want:
+        amount = f"{got[0]:,} tokens, {got[1]} {document['currency']}"
+        console.print(f"[green]The report equals the simulator's ground truth: {amount} "
+                      "(priced independently by the demo).[/green]")  # fmt: skip
+    else:
+        console.print(f"[red]Mismatch: report {got}, ground truth {want}[/red]")
+    console.print(f"Exports (JSON and CSV of every period) and the ledger are in {output}/")
+    return got == want
