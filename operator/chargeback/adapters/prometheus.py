@@ -171,14 +171,16 @@ class PrometheusClient:
         )
         return list(result or [])
 
-    def _query_body(self, promql: str, at_ms: int) -> bytes:
-        """POST an instant query and return the raw body (decoded by the caller)."""
-        # The client would parse whole bodies into dicts; we need the text.
+    def _request(self, method: str, path: str, data: dict[str, str] | None = None) -> Any:
+        """One HTTP call with our headers, CA and timeout; non-200 raises for _call to classify."""
+        # The client parses whole bodies into dicts and has no buildinfo call; we need both.
         session = self._client._session
-        response = session.post(
-            f"{self._client.url}/api/v1/query",
-            data={"query": promql, "time": f"{at_ms / 1000:.3f}"},
+        response = session.request(
+            method,
+            f"{self._client.url}{path}",
+            data=data,
             headers=self._client.headers,
+            # Explicit: requests would otherwise let REQUESTS_CA_BUNDLE override our CA file.
             verify=session.verify,
             timeout=self.settings.timeout_s,
         )
@@ -186,7 +188,12 @@ class PrometheusClient:
             raise PrometheusApiClientException(
                 f"HTTP Status Code {response.status_code} ({response.content!r})"
             )
-        return bytes(response.content)
+        return response
+
+    def _query_body(self, promql: str, at_ms: int) -> bytes:
+        """POST an instant query and return the raw body (decoded by the caller)."""
+        data = {"query": promql, "time": f"{at_ms / 1000:.3f}"}
+        return bytes(self._request("POST", "/api/v1/query", data).content)
 
     def vector(self, promql: str, at_ms: int) -> dict[SeriesKey, int]:
         """Instant query returning a vector of whole numbers, keyed by series identity."""
@@ -234,16 +241,4 @@ class PrometheusClient:
         self._call("buildinfo", self._buildinfo_version)
 
     def _buildinfo_version(self) -> str:
-        session = self._client._session
-        response = session.get(
-            f"{self._client.url}/api/v1/status/buildinfo",
-            headers=self._client.headers,
-            # Explicit: requests would otherwise let REQUESTS_CA_BUNDLE override our CA file.
-            verify=session.verify,
-            timeout=self.settings.timeout_s,
-        )
-        if response.status_code != 200:
-            raise PrometheusApiClientException(
-                f"HTTP Status Code {response.status_code} ({response.content!r})"
-            )
-        return str(response.json()["data"]["version"])
+        return str(self._request("GET", "/api/v1/status/buildinfo").json()["data"]["version"])

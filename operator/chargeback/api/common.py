@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -61,6 +61,19 @@ class Condition(ApiModel):
     """When the status last changed."""
     observed_generation: int = 0
     """The metadata.generation the condition was computed for."""
+
+
+def list_map(key: str, max_items: int, min_items: int = 0) -> Any:
+    """Field settings of a list of named items the API server keys by ``key`` (no duplicates)."""
+    return Field(
+        min_length=min_items or None,
+        max_length=max_items,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key]},
+    )
+
+
+Conditions = Annotated[list[Condition], list_map("type", 16)]
+"""Conditions keyed by type, as Kubernetes expects them."""
 
 
 class ObjectRef(ApiModel):

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, Strict, model_validator
 
 from chargeback.api.base import ApiModel
-from chargeback.api.common import Condition, Currency, DecimalString, DnsLabel, unique
+from chargeback.api.common import Conditions, Currency, DecimalString, DnsLabel, list_map, unique
 
 MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 
@@ -31,16 +31,7 @@ class TierPrice(ApiModel):
     """Price per unit of tokens, as a decimal string (e.g. "0.005")."""
     included_tokens: Annotated[int, Strict(), Field(ge=0, le=10**15)] = 0
     """Tokens each user of this tier gets free per report period before prices apply."""
-    models: Annotated[
-        list[ModelPrice],
-        Field(
-            max_length=256,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["name"],
-            },
-        ),
-    ] = []  # noqa: RUF012 - pydantic copies defaults
+    models: Annotated[list[ModelPrice], list_map("name", 256)] = []  # noqa: RUF012 - pydantic copies defaults
     """Per-model price overrides within this tier."""
 
     @model_validator(mode="after")
@@ -58,17 +49,7 @@ class TierPricingSpec(ApiModel):
     """How many tokens one price unit covers (1000: prices are per 1K tokens)."""
     effective_from: dt.datetime | None = None
     """When this version of the prices takes effect. Unset: when the change is accepted."""
-    tiers: Annotated[
-        list[TierPrice],
-        Field(
-            min_length=1,
-            max_length=64,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["name"],
-            },
-        ),
-    ]
+    tiers: Annotated[list[TierPrice], list_map("name", 64, min_items=1)]
     """Prices of the tiers. Usage in a tier not listed here is reported as unpriced."""
 
     @model_validator(mode="after")
@@ -82,16 +63,7 @@ class TierPricingStatus(ApiModel):
 
     observed_generation: int = 0
     """The metadata.generation last processed."""
-    conditions: Annotated[
-        list[Condition],
-        Field(
-            max_length=16,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["type"],
-            },
-        ),
-    ] = []  # noqa: RUF012
+    conditions: Conditions = []  # noqa: RUF012
     """Current conditions (Ready)."""
     current_version: int = 0
     """Number of the price version in force, counted from 1."""

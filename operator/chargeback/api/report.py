@@ -10,11 +10,12 @@ from pydantic import Field, Strict, field_validator, model_validator
 
 from chargeback.api.base import ApiModel
 from chargeback.api.common import (
-    Condition,
+    Conditions,
     DecimalString,
     DnsLabel,
     Duration,
     ObjectRef,
+    list_map,
     unique,
 )
 from chargeback.api.source import LabelName, SourceSpec
@@ -46,16 +47,7 @@ class Attribution(ApiModel):
     Groups; anything else goes to `unassigned`.
     """
 
-    teams: Annotated[
-        list[Team],
-        Field(
-            max_length=500,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["name"],
-            },
-        ),
-    ] = []  # noqa: RUF012
+    teams: Annotated[list[Team], list_map("name", 500)] = []  # noqa: RUF012
     """Static team membership."""
     team_label: LabelName | None = None
     """A source label naming the team (e.g. cost_center); it must be in source.extraLabels."""
@@ -176,16 +168,7 @@ class UsageReportStatus(ApiModel):
 
     observed_generation: int = 0
     """The metadata.generation last processed."""
-    conditions: Annotated[
-        list[Condition],
-        Field(
-            max_length=16,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["type"],
-            },
-        ),
-    ] = []  # noqa: RUF012
+    conditions: Conditions = []  # noqa: RUF012
     """Ready, Priced, DataComplete, SourceAvailable."""
     period: FixedPeriod | None = None
     """The period this summary covers."""
