@@ -41,6 +41,9 @@ test: venv tools ## Run the whole test suite against real components
 crds: venv ## Regenerate crds/ from the pydantic API models
 	$(BIN)/python hack/gen.py crds
 
+golden: venv ## Refresh golden files (generated dashboards); review the diff
+	UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/unit/test_dashboards.py
+
 bench: venv tools ## Run the benchmarks and write docs/benchmarks.md
 	$(BIN)/python -m benchmarks.run
 
@@ -50,4 +53,4 @@ demo: venv tools ## Run the local demo (control plane, Prometheus, operator, rep
 clean: ## Remove the Python environment and caches (not the tool cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-.PHONY: help venv tools lint format test crds bench demo clean
+.PHONY: help venv tools lint format test crds golden bench demo clean

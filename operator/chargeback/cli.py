@@ -26,8 +26,9 @@ from chargeback.adapters.prometheus import PrometheusClient, PrometheusError, Pr
 from chargeback.api.common import API_VERSION
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.report import UsageReportSpec
-from chargeback.api.source import SourceSpec
+from chargeback.api.source import DEFAULT_METRICS, SourceSpec
 from chargeback.domain import buckets
+from chargeback.domain.dashboards import build_dashboard
 from chargeback.domain.periods import report_period
 from chargeback.domain.pricing import PriceBook, PriceVersion, spec_digest
 from chargeback.domain.selectors import SelectorError
@@ -507,6 +508,39 @@ def run(
         namespaces=list(namespaces),
         liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz",
     )
+
+
+@main.command()
+@click.option(
+    "--pricing",
+    "pricing_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="TierPricing manifest (its last document is the version shown).",
+)
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="UsageReport manifest whose source mapping to use (default: MaaS labels).",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Directory to write the dashboard JSON into.",
+)
+def dashboards(pricing_file: Path, report_file: Path | None, output: Path) -> None:
+    """Write Grafana dashboard JSON generated from a pricing, for any way of provisioning."""
+    name, book = load_price_book(pricing_file)
+    source = load_report(report_file)[1].source if report_file else SourceSpec()
+    metric = source.metric or DEFAULT_METRICS[0]
+    document = build_dashboard(name, book.versions[-1].spec, source, metric)
+    output.mkdir(parents=True, exist_ok=True)
+    target = output / f"chargeback-{name}.json"
+    target.write_text(json.dumps(document, indent=2) + "\n")
+    click.echo(f"Wrote {target} ({len(document['panels'])} panels)")
 
 
 @main.command()

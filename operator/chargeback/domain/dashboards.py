@@ -1,0 +1,308 @@
+"""Grafana dashboards generated from a TierPricing and a source (grafana-foundation-sdk).
+
+Two rows. "Usage" reads the gateway's counters live: every range total is `increase()` over
+`$__range` (never a raw lifetime counter), series that may be absent are combined with `or`
+(never `+`), and every tier and model override is priced from the TierPricing, so what people
+see and what finance is billed cannot drift apart. "Chargeback" reads the operator's own
+metrics: the billing-grade numbers of the reports.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from grafana_foundation_sdk.builders import bargauge, dashboard, prometheus, stat, table, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import prometheus as prometheus_models
+
+from chargeback.api.pricing import TierPricingSpec
+from chargeback.api.source import SourceSpec
+from chargeback.domain.money import parse_decimal
+from chargeback.domain.selectors import Matcher, parse_selector, series_selector
+
+DATASOURCE = common.DataSourceRef(type_val="prometheus", uid="${datasource}")
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    """One panel: what it shows and the PromQL behind it."""
+
+    title: str
+    kind: str  # stat | timeseries | bargauge | table
+    expr: str
+    unit: str = "short"
+    instant: bool = True
+    legend: str = ""
+    description: str = ""
+    width: int = 6
+    height: int = 6
+    interval: str = ""
+
+
+def _filtered(source: SourceSpec, metric: str, *extra: Matcher) -> str:
+    labels = source.labels
+    variables = (
+        Matcher(labels.user, "=~", "$user"),
+        Matcher(labels.tier, "=~", "$tier"),
+        Matcher(labels.model, "=~", "$model"),
+    )
+    return series_selector(metric, (*parse_selector(source.selector), *variables, *extra))
+
+
+def _per_token(price: str, unit: int) -> str:
+    value = parse_decimal(price) / Decimal(unit)
+    return format(value.normalize(), "f")
+
+
+def cost_expr(
+    pricing: TierPricingSpec, source: SourceSpec, metric: str, by: str, window: str
+) -> str:
+    """Cost over ``window`` summed by ``by``, every tier and model override priced.
+
+    Terms are joined by `or`, so a tier without traffic cannot blank the whole result.
+    """
+    tier_label, model_label = source.labels.tier, source.labels.model
+    terms = []
+    for tier in pricing.tiers:
+        in_tier = Matcher(tier_label, "=", tier.name)
+        for override in tier.models:
+            selector = _filtered(source, metric, in_tier, Matcher(model_label, "=", override.name))
+            per_token = _per_token(override.price, pricing.tokens_per_unit)
+            terms.append(f"increase({selector}[{window}]) * {per_token}")
+        others = (
+            [Matcher(model_label, "!~", "|".join(m.name for m in tier.models))]
+            if tier.models
+            else []
+        )
+        selector = _filtered(source, metric, in_tier, *others)
+        terms.append(
+            f"increase({selector}[{window}]) * {_per_token(tier.price, pricing.tokens_per_unit)}"
+        )
+    return f"sum by ({by}) ({' or '.join(terms)})"
+
+
+def usage_panels(pricing: TierPricingSpec, source: SourceSpec, metric: str) -> list[PanelSpec]:
+    """The seed dashboard's panels, made range-correct and priced from the TierPricing."""
+    selected = _filtered(source, metric)
+    user, tier, model = source.labels.user, source.labels.tier, source.labels.model
+    money = f"currency{pricing.currency}"
+    by_route = ", ".join([user, tier, model, *source.extra_labels])
+    return [
+        PanelSpec(
+            "Tokens in range",
+            "stat",
+            f"sum(increase({selected}[$__range]))",
+            description="All tokens used in the selected time range (increase over the range).",
+        ),
+        PanelSpec(
+            "Cost in range (list prices)",
+            "stat",
+            f"sum({cost_expr(pricing, source, metric, user, '$__range')})",
+            unit=money,
+            description="Tokens priced with the TierPricing's current prices, before included "
+            "tokens; the billed amounts are in the Chargeback row.",
+        ),
+        PanelSpec(
+            "Tokens by user and tier",
+            "timeseries",
+            f"sum by ({user}, {tier}) (increase({selected}[$__interval]))",
+            instant=False,
+            legend=f"{{{{{user}}}}} ({{{{{tier}}}}})",
+            width=12,
+            height=8,
+            description="Tokens per interval (not raw counters).",
+        ),
+        PanelSpec(
+            "Top 10 users by tokens",
+            "bargauge",
+            f"topk(10, sum by ({user}) (increase({selected}[$__range])))",
+            legend=f"{{{{{user}}}}}",
+            width=12,
+            height=8,
+        ),
+        PanelSpec(
+            "Tokens per hour by user",
+            "timeseries",
+            f"sum by ({user}) (increase({selected}[1h]))",
+            instant=False,
+            interval="1h",
+            legend=f"{{{{{user}}}}}",
+            width=12,
+            height=8,
+            description="Calendar hours: one point per hour, each the tokens of that hour.",
+        ),
+        PanelSpec(
+            "Tokens by tier",
+            "bargauge",
+            f"sum by ({tier}) (increase({selected}[$__range]))",
+            legend=f"{{{{{tier}}}}}",
+            width=12,
+            height=8,
+        ),
+        PanelSpec(
+            "Top 5 users by cost",
+            "bargauge",
+            f"topk(5, {cost_expr(pricing, source, metric, f'{user}, {tier}', '$__range')})",
+            unit=money,
+            legend=f"{{{{{user}}}}} ({{{{{tier}}}}})",
+            width=12,
+            height=8,
+            description="Every tier and model override priced from the TierPricing.",
+        ),
+        PanelSpec(
+            "Usage by user, tier, model and route",
+            "table",
+            f"sum by ({by_route}) (increase({selected}[$__range]))",
+            width=12,
+            height=10,
+        ),
+        PanelSpec(
+            "Cost by user, tier, model and route",
+            "table",
+            cost_expr(pricing, source, metric, by_route, "$__range"),
+            unit=money,
+            width=12,
+            height=10,
+        ),
+    ]
+
+
+def chargeback_panels(currency: str) -> list[PanelSpec]:
+    """Billing-grade numbers from the operator's metrics (the same as the reports)."""
+    report = 'report=~"$report"'
+    money = f"currency{currency}"
+    return [
+        PanelSpec(
+            "Cost of the open period",
+            "stat",
+            f"sum(chargeback_report_cost{{{report}}})",
+            unit=money,
+        ),
+        PanelSpec(
+            "Tokens of the open period", "stat", f"sum(chargeback_report_tokens{{{report}}})"
+        ),
+        PanelSpec(
+            "Unpriced tokens",
+            "stat",
+            f"sum(chargeback_report_unpriced_tokens{{{report}}})",
+            description="Usage without a price: a tier or model missing from the pricing.",
+        ),
+        PanelSpec("Collector lag", "stat", "max(chargeback_collector_lag_seconds)", unit="s"),
+        PanelSpec(
+            "Cost by team",
+            "bargauge",
+            f"sum by (team) (chargeback_report_cost{{{report}}})",
+            unit=money,
+            legend="{{team}}",
+            width=8,
+            height=8,
+        ),
+        PanelSpec(
+            "Cost by tier",
+            "bargauge",
+            f"sum by (tier) (chargeback_report_cost{{{report}}})",
+            unit=money,
+            legend="{{tier}}",
+            width=8,
+            height=8,
+        ),
+        PanelSpec(
+            "Cost by model",
+            "bargauge",
+            f"sum by (model) (chargeback_report_cost{{{report}}})",
+            unit=money,
+            legend="{{model}}",
+            width=8,
+            height=8,
+        ),
+        PanelSpec(
+            "Recorded gaps",
+            "timeseries",
+            "max by (source) (chargeback_collector_gaps)",
+            instant=False,
+            legend="{{source}}",
+            width=24,
+            height=6,
+        ),
+    ]
+
+
+_BUILDERS: dict[str, Any] = {
+    "stat": stat.Panel,
+    "timeseries": timeseries.Panel,
+    "bargauge": bargauge.Panel,
+    "table": table.Panel,
+}
+
+
+def _panel(spec: PanelSpec, panel_id: int) -> Any:
+    query = prometheus.Dataquery().expr(spec.expr).ref_id("A").legend_format(spec.legend)
+    query = query.instant() if spec.instant else query.range()
+    if spec.kind == "table":
+        query = query.format(prometheus_models.PromQueryFormat.TABLE)
+    panel = _BUILDERS[spec.kind]().id(panel_id).title(spec.title).datasource(DATASOURCE)
+    panel = panel.with_target(query).unit(spec.unit).span(spec.width).height(spec.height)
+    if spec.description:
+        panel = panel.description(spec.description)
+    if spec.interval:
+        panel = panel.interval(spec.interval)
+    return panel
+
+
+def _variable(name: str, query: str) -> Any:
+    return (
+        dashboard.QueryVariable(name)
+        .label(name.capitalize())
+        .query(query)
+        .datasource(DATASOURCE)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+    )
+
+
+def build_dashboard(
+    name: str, pricing: TierPricingSpec, source: SourceSpec, metric: str
+) -> dict[str, Any]:
+    """The dashboard JSON (classic schema) for one pricing and one source."""
+    base = series_selector(metric, parse_selector(source.selector))
+    board = (
+        dashboard.Dashboard(f"AI token usage and chargeback ({name})")
+        .uid(f"chargeback-{name}"[:40])
+        .tags(["chargeback", "ai-gateway"])
+        .time("now-24h", "now")
+        .refresh("5m")
+        .timezone("browser")
+        .with_variable(
+            dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus")
+        )
+        .with_variable(_variable("user", f"label_values({base}, {source.labels.user})"))
+        .with_variable(_variable("tier", f"label_values({base}, {source.labels.tier})"))
+        .with_variable(_variable("model", f"label_values({base}, {source.labels.model})"))
+        .with_variable(_variable("report", "label_values(chargeback_report_tokens, report)"))
+    )
+    panel_id = 1
+    for title, panels in (
+        ("Usage (live, from the gateway's counters)", usage_panels(pricing, source, metric)),
+        ("Chargeback (billing-grade, from the operator)", chargeback_panels(pricing.currency)),
+    ):
+        board = board.with_row(dashboard.Row(title).id(panel_id))
+        panel_id += 1
+        for spec in panels:
+            board = board.with_panel(_panel(spec, panel_id))
+            panel_id += 1
+    encoded: dict[str, Any] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
+    return encoded
+
+
+def panel_queries(document: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, expr) of every query in a dashboard JSON."""
+    return [
+        (panel["title"], target["expr"])
+        for panel in document["panels"]
+        for target in panel.get("targets", [])
+    ]

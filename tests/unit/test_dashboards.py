@@ -1,0 +1,64 @@
+"""Generated dashboards: golden JSON, unique ids, a valid grid, prices only from the pricing."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import yaml
+
+from chargeback.api.pricing import TierPricingSpec
+from chargeback.api.source import SourceSpec
+from chargeback.domain.dashboards import build_dashboard, panel_queries
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "golden" / "dashboard-maas-default.json"
+
+
+def example_pricing() -> TierPricingSpec:
+    document = yaml.safe_load((ROOT / "docs" / "examples" / "tierpricing.yaml").read_text())
+    return TierPricingSpec.model_validate(document["spec"])
+
+
+def test_dashboard_matches_golden_file() -> None:
+    """Refresh with `make golden` after an intended change, and read the diff."""
+    rendered = json.dumps(build_dashboard("maas-default", example_pricing(), SourceSpec(),
+                                          "authorized_hits"), indent=2) + "\n"  # fmt: skip
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text(rendered)
+    assert rendered == GOLDEN.read_text(), "dashboard changed: run `make golden` and review"
+
+
+def test_panels_have_unique_ids_and_a_valid_grid() -> None:
+    board = build_dashboard("maas-default", example_pricing(), SourceSpec(), "authorized_hits")
+    ids = [panel["id"] for panel in board["panels"]]
+    assert len(ids) == len(set(ids))
+    occupied: set[tuple[int, int]] = set()
+    for panel in board["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0, panel["title"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        cells = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
+                 for y in range(grid["y"], grid["y"] + grid["h"])}  # fmt: skip
+        assert not cells & occupied, f"{panel['title']} overlaps another panel"
+        occupied |= cells
+
+
+def test_the_only_prices_are_the_pricings() -> None:
+    pricing = example_pricing()
+    allowed = {Decimal(t.price) / pricing.tokens_per_unit for t in pricing.tiers}
+    allowed |= {Decimal(m.price) / pricing.tokens_per_unit for t in pricing.tiers for m in t.models}
+    board = build_dashboard("maas-default", pricing, SourceSpec(), "authorized_hits")
+    seen = set()
+    for title, expr in panel_queries(board):
+        for literal in re.findall(r"\* ([0-9.]+)", expr):
+            seen.add(Decimal(literal))
+        assert " + " not in expr, f"{title}: `+` would blank the result when a series is absent"
+    assert seen == allowed  # every tier and override priced, nothing else
+    units = {
+        p["fieldConfig"]["defaults"].get("unit") for p in board["panels"] if "fieldConfig" in p
+    }
+    assert "currencyUSD" in units
