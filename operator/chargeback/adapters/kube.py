@@ -46,3 +46,19 @@ def default_client() -> client.ApiClient:
         # Read $KUBECONFIG now: the client library reads it once, when first imported.
         config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
     return client.ApiClient()
+
+
+def object_uid(api: client.ApiClient, plural: str, name: str) -> str | None:
+    """The uid of a cluster-scoped chargeback object, or None when it does not exist."""
+    try:
+        body = cast(
+            "dict[str, Any]",
+            client.CustomObjectsApi(api).get_cluster_custom_object(
+                "chargeback.dev", "v1alpha1", plural, name
+            ),
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return str(body["metadata"]["uid"])

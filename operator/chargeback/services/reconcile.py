@@ -20,14 +20,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from chargeback.adapters import metrics
+from chargeback.adapters.dashboards import DashboardSettings, PricingOwner, provision
 from chargeback.adapters.exports import Owner, write_export
-from chargeback.adapters.kube import openshift_groups
+from chargeback.adapters.kube import object_uid, openshift_groups
 from chargeback.adapters.ledger import Ledger, PricingLedger
 from chargeback.adapters.prometheus import PrometheusClient, PrometheusError, PrometheusSettings
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.report import UsageReportSpec
+from chargeback.api.source import DEFAULT_METRICS
 from chargeback.domain import buckets
 from chargeback.domain.conditions import Cond, merge, ready
+from chargeback.domain.dashboards import build_dashboard
 from chargeback.domain.periods import Period, is_final, previous_period, report_period
 from chargeback.domain.pricing import PriceBook, PriceVersion, spec_digest
 from chargeback.domain.reports import iso
@@ -51,6 +54,7 @@ class OperatorSettings:
     bucket_ms: int = 3_600_000
     refresh_seconds: float = 60.0
     metrics_port: int = 8080
+    dashboards: DashboardSettings = field(default_factory=DashboardSettings)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorSettings:
@@ -72,6 +76,16 @@ class OperatorSettings:
             ),
             refresh_seconds=float(env.get("CHARGEBACK_REFRESH_SECONDS", "60")),
             metrics_port=int(env.get("CHARGEBACK_METRICS_PORT", "8080")),
+            dashboards=DashboardSettings(
+                namespace=env.get("CHARGEBACK_DASHBOARD_NAMESPACE")
+                or env.get("POD_NAMESPACE", "default"),
+                label=_pair(env.get("CHARGEBACK_DASHBOARD_LABEL", "grafana_dashboard=1")),
+                folder=env.get("CHARGEBACK_DASHBOARD_FOLDER", "Chargeback"),
+                grafana_operator=env.get("CHARGEBACK_GRAFANA_OPERATOR", "auto"),
+                instance_selector=_pair(
+                    env.get("CHARGEBACK_GRAFANA_INSTANCE_SELECTOR", "dashboards=grafana")
+                ),
+            ),
         )
 
 
@@ -254,6 +268,7 @@ class Reconciler:
             self.api, owner, iso(rendered.period.start_ms), rendered.json, rendered.csv
         )
         self.latest[key] = rendered
+        self._dashboards(parsed, rendered)
         document = rendered.document
         conditions = self._conditions(document)
         if document["gaps"]:
@@ -264,6 +279,20 @@ class Reconciler:
         )
         self._metrics(owner, document, rendered)
         return outcome
+
+    def _dashboards(self, spec: UsageReportSpec, rendered: Rendered) -> None:
+        """Provision the dashboard of this report's pricing and source (idempotent)."""
+        pricing = spec.pricing_ref.name
+        uid = object_uid(self.api, "tierpricings", pricing)
+        book = self.price_book(pricing)
+        if book is None or uid is None:
+            return
+        metric = rendered.collected.metric if rendered.collected else spec.source.metric
+        document = build_dashboard(pricing, book.versions[-1].spec, spec.source,
+                                   metric or DEFAULT_METRICS[0])  # fmt: skip
+        name = f"chargeback-{pricing}-{spec.source.source_id()[:8]}"
+        provision(self.api, self.settings.dashboards,
+                  PricingOwner(pricing, uid), name, document)  # fmt: skip
 
     def _finalize_previous(
         self,
@@ -384,6 +413,13 @@ def summarize(
         "exports": exports,
         "lastRefreshTime": now_iso,
     }
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, _, value = text.partition("=")
+    if not key or not value:
+        raise ValueError(f"expected key=value, got {text!r}")
+    return key, value
 
 
 def _history_start(spec: UsageReportSpec, period: Period) -> int:

@@ -1,0 +1,85 @@
+"""Dashboards provisioned by the operator: ConfigMaps for the sidecar, GrafanaDashboards only
+when grafana-operator's CRD exists, updated on a pricing edit, removed with their owner."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tests.e2e.conftest import GROUP, VERSION, Live, Operator, wait_for
+from tests.e2e.test_operator import PRICES, _iso, pricing_body, report_body
+
+GRAFANA_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "grafanadashboards.grafana.integreatly.org"},
+    "spec": {
+        "group": "grafana.integreatly.org", "scope": "Namespaced",
+        "names": {"plural": "grafanadashboards", "singular": "grafanadashboard",
+                  "kind": "GrafanaDashboard"},
+        "versions": [{"name": "v1beta1", "served": True, "storage": True, "schema": {
+            "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}],
+    },
+}  # fmt: skip
+
+
+def dashboard_maps(core: client.CoreV1Api, pricing: str) -> list[Any]:
+    return list(core.list_namespaced_config_map(
+        "default", label_selector=f"chargeback.dev/pricing={pricing}").items)  # fmt: skip
+
+
+def grafana_dashboards(api: client.ApiClient) -> list[dict[str, Any]]:
+    try:
+        listing = client.CustomObjectsApi(api).list_namespaced_custom_object(
+            "grafana.integreatly.org", "v1beta1", "default", "grafanadashboards"
+        )
+    except ApiException:
+        return []
+    return list(listing["items"])  # fmt: skip
+
+
+def test_dashboards_follow_pricing(operator: Operator, live: Live, api_client: client.ApiClient,
+                                   namespace: str) -> None:  # fmt: skip
+    core = client.CoreV1Api(api_client)
+    objects = client.CustomObjectsApi(api_client)
+    ext = client.ApiextensionsV1Api(api_client)
+    pricing = f"dash-{uuid.uuid4().hex[:6]}"
+    objects.create_cluster_custom_object(
+        GROUP, VERSION, "tierpricings", pricing_body(pricing, PRICES, _iso(live.start_ms))
+    )
+    period = {"start": _iso(live.start_ms + 3_600_000), "end": _iso(live.start_ms + 5 * 3_600_000)}
+    objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports",
+                                            report_body("r", pricing, period=period))  # fmt: skip
+
+    (config_map,) = wait_for(lambda: dashboard_maps(core, pricing), what="dashboard ConfigMap")
+    assert config_map.metadata.labels["grafana_dashboard"] == "1"
+    assert config_map.metadata.annotations == {"k8s-sidecar-target-directory": "Chargeback",
+                                               "grafana_folder": "Chargeback"}  # fmt: skip
+    assert config_map.metadata.owner_references[0].kind == "TierPricing"
+    board = json.loads(config_map.data["dashboard.json"])
+    assert "* 0.000005" in json.dumps(board)  # free tier, 0.005 per 1K tokens
+    assert grafana_dashboards(api_client) == []  # no grafana-operator CRD: no GrafanaDashboard
+
+    body = objects.get_cluster_custom_object(GROUP, VERSION, "tierpricings", pricing)
+    body["spec"]["tiers"][0]["price"] = "0.007"
+    objects.replace_cluster_custom_object(GROUP, VERSION, "tierpricings", pricing, body)
+    wait_for(lambda: "* 0.000007" in dashboard_maps(core, pricing)[0].data["dashboard.json"],
+             what="regenerated dashboard")  # fmt: skip
+
+    ext.create_custom_resource_definition(GRAFANA_CRD)
+    try:
+        (made,) = wait_for(lambda: grafana_dashboards(api_client), what="GrafanaDashboard")
+        assert made["spec"]["configMapRef"] == {"name": config_map.metadata.name,
+                                                "key": "dashboard.json"}  # fmt: skip
+        assert made["spec"]["instanceSelector"] == {"matchLabels": {"dashboards": "grafana"}}
+        objects.delete_cluster_custom_object(GROUP, VERSION, "tierpricings", pricing)
+        wait_for(lambda: not dashboard_maps(core, pricing) and not grafana_dashboards(api_client),
+                 what="dashboards garbage-collected with their pricing")  # fmt: skip
+    finally:
+        ext.delete_custom_resource_definition(GRAFANA_CRD["metadata"]["name"])
+        time.sleep(1)
