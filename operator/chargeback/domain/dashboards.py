@@ -91,6 +91,7 @@ def usage_panels(pricing: TierPricingSpec, source: SourceSpec, metric: str) -> l
     user, tier, model = source.labels.user, source.labels.tier, source.labels.model
     money = f"currency{pricing.currency}"
     by_route = ", ".join([user, tier, model, *source.extra_labels])
+    calls = f'{user}=~"$user",{tier}=~"$tier"'
     return [
         PanelSpec(
             "Tokens in range",
@@ -105,6 +106,18 @@ def usage_panels(pricing: TierPricingSpec, source: SourceSpec, metric: str) -> l
             unit=money,
             description="Tokens priced with the TierPricing's current prices, before included "
             "tokens; the billed amounts are in the Chargeback row.",
+        ),
+        PanelSpec(
+            "Requests in range",
+            "stat",
+            f"sum(increase(authorized_calls{{{calls}}}[$__range]))",
+            description="Allowed requests (Limitador's authorized_calls), where exported.",
+        ),
+        PanelSpec(
+            "Rate-limited requests in range",
+            "stat",
+            f"sum(increase(limited_calls{{{calls}}}[$__range]))",
+            description="Requests refused by a rate or token limit (limited_calls), if exported.",
         ),
         PanelSpec(
             "Tokens by user and tier",
