@@ -6,12 +6,26 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.conftest import GROUP, VERSION, Live, Operator, wait_for
+from chargeback.api.pricing import TierPricingSpec
+from chargeback.api.source import SourceSpec
+from chargeback.domain.dashboards import build_dashboard, panel_queries
+from chargeback.testing.prometheus import PrometheusServer
+from tests.e2e.conftest import (
+    GROUP,
+    VERSION,
+    Live,
+    Operator,
+    condition,
+    get_report,
+    local_zone_near_midday,
+    wait_for,
+)
 from tests.e2e.test_operator import PRICES, _iso, pricing_body, report_body
 
 GRAFANA_CRD = {
@@ -83,3 +97,36 @@ def test_dashboards_follow_pricing(operator: Operator, live: Live, api_client: c
     finally:
         ext.delete_custom_resource_definition(GRAFANA_CRD["metadata"]["name"])
         time.sleep(1)
+
+
+def test_billing_panels_equal_the_report(
+    operator: Operator, live: Live, api_client: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    objects = client.CustomObjectsApi(api_client)
+    pricing = f"bill-{uuid.uuid4().hex[:6]}"
+    report = f"billing-{uuid.uuid4().hex[:6]}"
+    objects.create_cluster_custom_object(
+        GROUP, VERSION, "tierpricings", pricing_body(pricing, PRICES, _iso(live.start_ms))
+    )
+    schedule = {"interval": "daily", "timeZone": local_zone_near_midday()}
+    objects.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "usagereports", report_body(report, pricing, schedule=schedule)
+    )
+    status = wait_for(lambda: (r := get_report(api_client, namespace, report))
+                      and condition(r, "Ready").get("status") == "True" and r["status"],
+                      what="Ready")  # fmt: skip
+    board = build_dashboard(pricing, TierPricingSpec.model_validate(
+        pricing_body(pricing, PRICES)["spec"]), SourceSpec(), "authorized_hits")  # fmt: skip
+    queries = {title: expr.replace("$report", report) for title, expr in panel_queries(board)}
+    target = operator.metrics_url.removeprefix("http://")
+    with PrometheusServer(tmp_path / "scraper", scrape_targets=[target]) as scraper:
+
+        def shown(title: str) -> float | None:
+            result = scraper.query(queries[title])
+            return float(result[0]["value"][1]) if result else None  # type: ignore[index]
+
+        wait_for(lambda: shown("Cost of the open period") is not None, what="operator scraped")
+        status = get_report(api_client, namespace, report)["status"]
+        assert shown("Tokens of the open period") == status["totals"]["tokens"]
+        assert round(shown("Cost of the open period") or 0, 2) == float(status["totals"]["cost"])
+        assert shown("Unpriced tokens") == 0

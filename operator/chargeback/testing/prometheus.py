@@ -17,6 +17,16 @@ START_TIMEOUT = 60.0
 _CONFIG = "global:\n  scrape_interval: 1m\n  evaluation_interval: 1m\nscrape_configs: []\n"
 
 
+def _config(targets: list[str]) -> str:
+    if not targets:
+        return _CONFIG
+    listed = ", ".join(f'"{t}"' for t in targets)
+    return (
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
+        f"  - job_name: live\n    static_configs:\n      - targets: [{listed}]\n"
+    )
+
+
 def backfill(openmetrics: str | Path, tsdb_dir: Path) -> None:
     """Turn OpenMetrics text (ending in ``# EOF``) into TSDB blocks with ``promtool``."""
     tsdb_dir.mkdir(parents=True, exist_ok=True)
@@ -45,16 +55,18 @@ class PrometheusServer:
         *,
         openmetrics: str | Path | None = None,
         retention: str = "100y",
+        scrape_targets: list[str] | None = None,
     ) -> None:
         self._owns_dir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="chargeback-prom-"))
         self.tsdb = self.workdir / "tsdb"
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.retention = retention
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         if openmetrics is not None:
             backfill(openmetrics, self.tsdb)
-        (self.workdir / "prometheus.yml").write_text(_CONFIG)
+        (self.workdir / "prometheus.yml").write_text(_config(scrape_targets or []))
         self.process = ManagedProcess(
             "prometheus",
             [
