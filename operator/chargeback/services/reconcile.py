@@ -54,6 +54,8 @@ class OperatorSettings:
     bucket_ms: int = 3_600_000
     refresh_seconds: float = 60.0
     metrics_port: int = 8080
+    history_days: int = 62
+    """How far back a newly referenced source's history starts (whichever report comes first)."""
     dashboards: DashboardSettings = field(default_factory=DashboardSettings)
 
     @classmethod
@@ -76,6 +78,7 @@ class OperatorSettings:
             ),
             refresh_seconds=float(env.get("CHARGEBACK_REFRESH_SECONDS", "60")),
             metrics_port=int(env.get("CHARGEBACK_METRICS_PORT", "8080")),
+            history_days=int(env.get("CHARGEBACK_HISTORY_DAYS", "62")),
             dashboards=DashboardSettings(
                 namespace=env.get("CHARGEBACK_DASHBOARD_NAMESPACE")
                 or env.get("POD_NAMESPACE", "default"),
@@ -232,12 +235,14 @@ class Reconciler:
         groups = openshift_groups(self.api) if parsed.attribution.openshift_groups else None
         period = report_period(parsed, now)
         try:
+            # One history start for every report of a source, whichever is reconciled first.
+            history = min(_history_start(parsed, period),
+                          now - self.settings.history_days * 86_400_000)  # fmt: skip
             with self._lock(parsed.source.source_id()):
                 finalized = self._finalize_previous(
                     key=key, spec=parsed, book=book, period=period, now=now, groups=groups,
-                    owner=owner,
+                    owner=owner, history=history,
                 )  # fmt: skip
-                history = _history_start(parsed, period)
                 rendered = self.reports.render(key, parsed, book, now_ms=now, period=period,
                                                groups=groups, history_start_ms=history)  # fmt: skip
         except PrometheusError as exc:
@@ -304,6 +309,7 @@ class Reconciler:
         now: int,
         groups: dict[str, list[str]] | None,
         owner: Owner,
+        history: int,
     ) -> list[Rendered]:
         if spec.schedule is None:
             return []
@@ -311,7 +317,7 @@ class Reconciler:
         prev = previous_period(period, spec.schedule.interval, spec.schedule.time_zone)
         if is_final(prev, spec, now) and self.pricing.final(key, prev.start_ms) is None:
             rendered = self.reports.render(key, spec, book, now_ms=now, period=prev, groups=groups,
-                                           history_start_ms=prev.start_ms)  # fmt: skip
+                                           history_start_ms=history)  # fmt: skip
             if rendered.finalized:
                 write_export(self.api, owner, iso(prev.start_ms), rendered.json, rendered.csv)
                 done.append(rendered)

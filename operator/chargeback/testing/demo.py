@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -26,6 +27,7 @@ from rich.console import Console
 
 from chargeback.render import render_table
 from chargeback.testing.kube import ControlPlane, install_crds
+from chargeback.testing.pictures import draw
 from chargeback.testing.process import ManagedProcess, free_port
 from chargeback.testing.prometheus import PrometheusServer
 from chargeback.testing.simulator import HOUR_MS, Scenario, Simulation, simulate
@@ -133,6 +135,12 @@ def run_demo(options: DemoOptions, console: Console) -> bool:
                        lambda: _ready(api, "monthly"), console)  # fmt: skip
         ok = _show(api, access.kubeconfig, sim, pricing, report=report, output=options.output,
                    console=console)  # fmt: skip
+        scraper = PrometheusServer(
+            workdir / "scraper", scrape_targets=[f"127.0.0.1:{metrics_port}"]
+        )
+        stack.callback(scraper.close)
+        scraper.start()
+        _dashboards(api, prometheus.url, scraper.url, options, console)
         if options.wait:
             hint = f"KUBECONFIG={access.kubeconfig} kubectl get usagereports -A"
             console.print(f"\nThe stack keeps running. Try: [b]{hint}[/b]")
@@ -143,6 +151,34 @@ def run_demo(options: DemoOptions, console: Console) -> bool:
             except KeyboardInterrupt:
                 console.print("Stopping.")
         return ok
+
+
+def _dashboards(
+    api: client.ApiClient, usage_url: str, billing_url: str, options: DemoOptions,
+    console: Console,
+) -> None:  # fmt: skip
+    """Save the dashboards the operator provisioned, and draw them from the same queries."""
+    scraped = "count(chargeback_report_tokens)"
+    _wait("Waiting for Prometheus to scrape the operator's metrics",
+          lambda: _has_data(billing_url, scraped), console, 60)  # fmt: skip
+    maps = client.CoreV1Api(api).list_namespaced_config_map(
+        "default", label_selector="chargeback.dev/pricing"
+    )
+    folder = options.output / "dashboards"
+    folder.mkdir(parents=True, exist_ok=True)
+    for cm in maps.items:
+        name = (cm.metadata.name if cm.metadata else None) or "dashboard"
+        document = json.loads((cm.data or {})["dashboard.json"])
+        (folder / f"{name}.json").write_text(json.dumps(document, indent=2))
+        picture = draw(document, lambda q: billing_url if "chargeback_" in q else usage_url,
+                       time.time(), 24, folder / f"{name}.png")  # fmt: skip
+        console.print(f"Dashboard {folder / name}.json (provisioned as ConfigMap default/{name}); "
+                      f"picture {picture}")  # fmt: skip
+
+
+def _has_data(url: str, query: str) -> bool:
+    with urllib.request.urlopen(f"{url}/api/v1/query?query={query}", timeout=10) as response:  # noqa: S310
+        return bool(json.load(response)["data"]["result"])
 
 
 def _configuration(server: str, ca_file: Path, token: str) -> client.Configuration:
