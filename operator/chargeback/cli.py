@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import kopf
 import yaml
 from pydantic import ValidationError
 from rich.console import Console
@@ -501,13 +500,9 @@ def run(
     })  # fmt: skip
     if dsn.startswith("sqlite:///"):
         Path(dsn.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    importlib.import_module("chargeback.handlers.operator")
-    kopf.run(
-        standalone=True,
-        clusterwide=not namespaces,
-        namespaces=list(namespaces),
-        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz",
-    )
+    # Imported here: kopf and the handlers are only needed by this command.
+    handlers = importlib.import_module("chargeback.handlers.operator")
+    handlers.run_operator(list(namespaces), liveness_port)
 
 
 @main.command()

@@ -64,19 +64,34 @@ def test_sigkill_at_random_points_never_double_counts(traffic: Traffic, tmp_path
     args = cli("collect", "--prometheus-url", traffic.prometheus.url, "--ledger", dsn,
                "--source", str(source_file), "--from", iso(T0), "--to", iso(END))  # fmt: skip
     rng = random.Random(11)
-    watermarks = []
-    for _ in range(12):
+    db = tmp_path / "killed.db"
+
+    def watermark() -> int | None:
+        if not db.exists():
+            return None
+        records = Ledger(dsn).list_sources()
+        return records[0].watermark_ms if records else None
+
+    kills = []
+    for _ in range(8):
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.6, 1.4))
+        before = watermark()
+        target = rng.randint(1, 6)  # buckets to let through before the kill
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            now = watermark()
+            if now is not None and (before is None or now >= before + target * HOUR_MS):
+                time.sleep(rng.uniform(0, 0.3))  # land anywhere, inside a step or between
+                break
+            time.sleep(0.02)
         if proc.poll() is not None:
             break
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
-        records = Ledger(dsn).list_sources() if (tmp_path / "killed.db").exists() else []
-        watermarks.append(records[0].watermark_ms if records else None)
+        kills.append(watermark())
     # Several kills landed in the middle of the catch-up, at different points.
-    mid_run = [w for w in watermarks if w is not None and T0 < w < END]
-    assert len(set(mid_run)) >= 3, watermarks
+    mid_run = {w for w in kills if w is not None and T0 < w < END}
+    assert len(mid_run) >= 3, kills
     finished = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
     assert finished.returncode == 0, finished.stderr
     assert "complete up to 2026-01-04T00:00:00Z" in finished.stdout

@@ -104,3 +104,13 @@ def reconcile_report(
 def forget_report(*, name: str, namespace: str | None, **_: Any) -> None:
     """Exports go with their owner (ownerReferences); finalised documents stay in the ledger."""
     metrics.forget_report(namespace or "", name)
+
+
+def run_operator(namespaces: list[str], liveness_port: int) -> None:
+    """Run kopf with these handlers until stopped (one replica by design)."""
+    kopf.run(
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz",
+    )
