@@ -3,6 +3,7 @@ variables substituted ("All" included), and the range panels equal direct comput
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from decimal import Decimal
 
@@ -29,7 +30,7 @@ def substitute(expr: str, user: str = ".*") -> str:
               "$model": ".*", "$report": ".*"}  # fmt: skip
     for variable, value in values.items():
         expr = expr.replace(variable, value)
-    return expr
+    return re.sub(r"\$[a-z_]+", ".*", expr)  # extra-label variables: All
 
 
 def value_of(result: list[dict[str, object]]) -> float:
@@ -38,7 +39,9 @@ def value_of(result: list[dict[str, object]]) -> float:
 
 @pytest.mark.parametrize("user", [".*", "user0001.*"], ids=["all-users", "one-user"])
 def test_every_panel_query_runs(traffic: Traffic, user: str) -> None:
-    board = build_dashboard("maas", PRICING, SourceSpec(), "authorized_hits")
+    source = SourceSpec(extra_labels=("limitador_namespace",))
+    board = build_dashboard("maas", PRICING, source, "authorized_hits")
+    assert any(v["name"] == "limitador_namespace" for v in board["templating"]["list"])
     queries = panel_queries(board)
     assert len(queries) >= 15
     for title, expr in queries:

@@ -9,9 +9,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import yaml
+from click.testing import CliRunner
 
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.source import SourceSpec
+from chargeback.cli import main
 from chargeback.domain.dashboards import build_dashboard, panel_queries
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,3 +64,18 @@ def test_the_only_prices_are_the_pricings() -> None:
         p["fieldConfig"]["defaults"].get("unit") for p in board["panels"] if "fieldConfig" in p
     }
     assert "currencyUSD" in units
+
+
+def test_dashboards_cli_writes_json_for_a_report_source(tmp_path: Path) -> None:
+    examples = ROOT / "docs" / "examples"
+    pricing, report = examples / "tierpricing.yaml", examples / "usagereport-monthly.yaml"
+    result = CliRunner().invoke(main, ["dashboards", "--pricing", str(pricing),
+                                       "--report", str(report), "--output", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    board = json.loads((tmp_path / "chargeback-maas-default.json").read_text())
+    names = [v["name"] for v in board["templating"]["list"]]
+    assert names == ["datasource", "user", "tier", "model", "report", "limitador_namespace"]
+    bad = CliRunner().invoke(main, ["dashboards", "--pricing", str(report),
+                                    "--output", str(tmp_path)])  # fmt: skip
+    assert bad.exit_code == 2
+    assert "expected kind TierPricing, found UsageReport" in bad.output

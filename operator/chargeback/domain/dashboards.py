@@ -49,6 +49,9 @@ def _filtered(source: SourceSpec, metric: str, *extra: Matcher) -> str:
         Matcher(labels.user, "=~", "$user"),
         Matcher(labels.tier, "=~", "$tier"),
         Matcher(labels.model, "=~", "$model"),
+        # Extra labels (a team label such as cost_center, the route) filter too; `.*` also
+        # matches series that lack the label.
+        *(Matcher(label, "=~", f"${label}") for label in source.extra_labels),
     )
     return series_selector(metric, (*parse_selector(source.selector), *variables, *extra))
 
@@ -298,6 +301,8 @@ def build_dashboard(
         .with_variable(_variable("model", f"label_values({base}, {source.labels.model})"))
         .with_variable(_variable("report", "label_values(chargeback_report_tokens, report)"))
     )
+    for label in source.extra_labels:
+        board = board.with_variable(_variable(label, f"label_values({base}, {label})"))
     panel_id = 1
     for title, panels in (
         ("Usage (live, from the gateway's counters)", usage_panels(pricing, source, metric)),
