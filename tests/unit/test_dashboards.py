@@ -69,8 +69,8 @@ def test_the_only_prices_are_the_pricings() -> None:
 def test_dashboards_cli_writes_json_for_a_report_source(tmp_path: Path) -> None:
     examples = ROOT / "docs" / "examples"
     pricing, report = examples / "tierpricing.yaml", examples / "usagereport-monthly.yaml"
-    result = CliRunner().invoke(main, ["dashboards", "--pricing", str(pricing),
-                                       "--report", str(report), "--output", str(tmp_path)])  # fmt: skip
+    args = ["dashboards", "--pricing", str(pricing), "--report", str(report)]
+    result = CliRunner().invoke(main, [*args, "--output", str(tmp_path)])
     assert result.exit_code == 0, result.output
     board = json.loads((tmp_path / "chargeback-maas-default.json").read_text())
     names = [v["name"] for v in board["templating"]["list"]]
