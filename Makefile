@@ -41,8 +41,8 @@ test: venv tools ## Run the whole test suite against real components
 crds: venv ## Regenerate crds/ from the pydantic API models
 	$(BIN)/python hack/gen.py crds
 
-golden: venv ## Refresh golden files (generated dashboards); review the diff
-	UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/unit/test_dashboards.py
+golden: venv tools ## Refresh golden files (dashboards, rendered chart); review the diff
+	UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/unit/test_dashboards.py tests/e2e/test_chart.py -k golden
 
 bench: venv tools ## Run the benchmarks and write docs/benchmarks.md
 	$(BIN)/python -m benchmarks.run

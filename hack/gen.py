@@ -87,8 +87,9 @@ def main() -> None:
     if sys.argv[1:] != ["crds"]:
         raise SystemExit("usage: gen.py crds")
     for name, text in render_crds().items():
-        (ROOT / "crds" / name).write_text(text)
-        print(f"Wrote crds/{name}")
+        for folder in ("crds", "charts/chargeback-operator/crds"):
+            (ROOT / folder / name).write_text(text)
+            print(f"Wrote {folder}/{name}")
     (ROOT / "docs" / "api.md").write_text(render_api_doc())
     print("Wrote docs/api.md")
 
