@@ -7,6 +7,7 @@ when that CRD exists. Both are owned by the TierPricing, so they go when it goes
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +47,21 @@ def _owner(owner: PricingOwner) -> list[client.V1OwnerReference]:
                                     name=owner.name, uid=owner.uid, controller=True)]  # fmt: skip
 
 
+_DISCOVERY_TTL_S = 30.0
+_discovered: dict[int, tuple[float, bool]] = {}
+
+
 def grafana_operator_installed(api: client.ApiClient) -> bool:
-    """Whether the GrafanaDashboard API exists in the cluster."""
+    """Whether the GrafanaDashboard API exists (discovery cached for 30 s per client)."""
+    cached = _discovered.get(id(api))
+    if cached is not None and time.monotonic() - cached[0] < _DISCOVERY_TTL_S:
+        return cached[1]
+    found = _discover(api)
+    _discovered[id(api)] = (time.monotonic(), found)
+    return found
+
+
+def _discover(api: client.ApiClient) -> bool:
     groups = client.ApisApi(api).get_api_versions().groups or []
     if not any(group.name == GRAFANA_GROUP for group in groups):
         return False
@@ -58,6 +72,13 @@ def grafana_operator_installed(api: client.ApiClient) -> bool:
             return False
         raise
     return any(r.name == GRAFANA_PLURAL for r in resources.resources or [])
+
+
+def wants_grafana_dashboard(api: client.ApiClient, settings: DashboardSettings) -> bool:
+    """Whether GrafanaDashboard objects are to be made (setting, or CRD present under auto)."""
+    if settings.grafana_operator == "auto":
+        return grafana_operator_installed(api)
+    return settings.grafana_operator == "on"
 
 
 def provision(
@@ -90,10 +111,7 @@ def provision(
         labels = current.metadata.labels if current.metadata else None
         if current.data != body.data or labels != wanted_labels:
             core.replace_namespaced_config_map(name, settings.namespace, body)
-    wanted = settings.grafana_operator == "on" or (
-        settings.grafana_operator == "auto" and grafana_operator_installed(api)
-    )
-    if wanted:
+    if wants_grafana_dashboard(api, settings):
         _grafana_dashboard(api, settings, owner, name)
         made.append(f"GrafanaDashboard/{name}")
     return made

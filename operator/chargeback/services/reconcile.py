@@ -20,7 +20,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from chargeback.adapters import metrics
-from chargeback.adapters.dashboards import DashboardSettings, PricingOwner, provision
+from chargeback.adapters.dashboards import (
+    DashboardSettings,
+    PricingOwner,
+    provision,
+    wants_grafana_dashboard,
+)
 from chargeback.adapters.exports import Owner, write_export
 from chargeback.adapters.kube import object_uid, openshift_groups
 from chargeback.adapters.ledger import Ledger, PricingLedger
@@ -124,6 +129,7 @@ class Reconciler:
         self.latest: dict[str, Rendered] = {}
         """The last rendered open period of each report (namespace/name), served over HTTP."""
         self._locks: dict[str, threading.Lock] = {}
+        self._provisioned: dict[str, tuple[tuple[str, str, bool], float]] = {}
         self._guard = threading.Lock()
 
     def close(self) -> None:
@@ -273,7 +279,7 @@ class Reconciler:
             self.api, owner, iso(rendered.period.start_ms), rendered.json, rendered.csv
         )
         self.latest[key] = rendered
-        self._dashboards(parsed, rendered)
+        self._dashboards(parsed, book, rendered)
         document = rendered.document
         conditions = self._conditions(document)
         if document["gaps"]:
@@ -285,19 +291,29 @@ class Reconciler:
         self._metrics(owner, document, rendered)
         return outcome
 
-    def _dashboards(self, spec: UsageReportSpec, rendered: Rendered) -> None:
-        """Provision the dashboard of this report's pricing and source (idempotent)."""
+    def _dashboards(self, spec: UsageReportSpec, book: PriceBook, rendered: Rendered) -> None:
+        """Provision the dashboard of this report's pricing and source.
+
+        Reports sharing a pricing and source share one dashboard: it is written when its
+        inputs change, and re-checked every few minutes (a deleted ConfigMap comes back).
+        """
         pricing = spec.pricing_ref.name
-        uid = object_uid(self.api, "tierpricings", pricing)
-        book = self.price_book(pricing)
-        if book is None or uid is None:
-            return
-        metric = rendered.collected.metric if rendered.collected else spec.source.metric
-        document = build_dashboard(pricing, book.versions[-1].spec, spec.source,
-                                   metric or DEFAULT_METRICS[0])  # fmt: skip
+        metric = (rendered.collected.metric if rendered.collected else spec.source.metric) or (
+            DEFAULT_METRICS[0]
+        )
         name = f"chargeback-{pricing}-{spec.source.source_id()[:8]}"
-        provision(self.api, self.settings.dashboards,
-                  PricingOwner(pricing, uid), name, document)  # fmt: skip
+        current = book.at(self.clock()) or book.versions[-1]
+        grafana = wants_grafana_dashboard(self.api, self.settings.dashboards)
+        inputs = (current.digest, metric, grafana)
+        last = self._provisioned.get(name)
+        if last is not None and last[0] == inputs and time.monotonic() - last[1] < 300:
+            return
+        uid = object_uid(self.api, "tierpricings", pricing)
+        if uid is None:
+            return
+        document = build_dashboard(pricing, current.spec, spec.source, metric)
+        provision(self.api, self.settings.dashboards, PricingOwner(pricing, uid), name, document)
+        self._provisioned[name] = (inputs, time.monotonic())
 
     def _finalize_previous(
         self,
