@@ -445,6 +445,17 @@ class PricingLedger:
             ).first()
         return FinalDocument(**row._mapping) if row is not None else None
 
+    def final_periods(self, report: str, limit: int = 120) -> list[tuple[int, int]]:
+        """(start, end) of the most recent finalised periods, newest first, without documents."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(documents.c.period_start_ms, documents.c.period_end_ms)
+                .where(documents.c.report == report)
+                .order_by(documents.c.period_start_ms.desc())
+                .limit(limit)
+            ).all()
+        return [(row[0], row[1]) for row in rows]
+
     def finals(self, report: str, limit: int = 120) -> list[FinalDocument]:
         """The most recent finalised documents of a report, newest first."""
         with self.engine.connect() as conn:

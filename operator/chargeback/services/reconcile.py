@@ -130,6 +130,7 @@ class Reconciler:
         """The last rendered open period of each report (namespace/name), served over HTTP."""
         self._locks: dict[str, threading.Lock] = {}
         self._provisioned: dict[str, tuple[tuple[str, str, bool], float]] = {}
+        self._finals: dict[tuple[str, int], dict[str, Any]] = {}
         self._guard = threading.Lock()
 
     def close(self) -> None:
@@ -369,11 +370,20 @@ class Reconciler:
     ) -> dict[str, Any]:
         keep = spec.schedule.keep_finalized if spec.schedule else 1
         finals = [
-            {"start": iso(f.period_start_ms), "end": iso(f.period_end_ms),
-             **{k: v for k, v in _totals(f.document).items() if k in ("tokens", "cost")}}
-            for f in self.pricing.finals(key, keep)
-        ]  # fmt: skip
+            {"start": iso(start), "end": iso(end), **self._final_totals(key, start)}
+            for start, end in self.pricing.final_periods(key, keep)
+        ]
         return summarize(document, spec.top_users, finals, exports, iso(now))
+
+    def _final_totals(self, key: str, start: int) -> dict[str, Any]:
+        """Tokens and cost of a finalised period; immutable, so read and parsed once."""
+        cached = self._finals.get((key, start))
+        if cached is None:
+            stored = self.pricing.final(key, start)
+            totals = json.loads(stored.document)["totals"] if stored else {"tokens": 0, "cost": "0"}
+            cached = {"tokens": totals["tokens"], "cost": totals["cost"]}
+            self._finals[(key, start)] = cached
+        return cached
 
     def _metrics(self, owner: Owner, document: dict[str, Any], rendered: Rendered) -> None:
         metrics.forget_report(owner.namespace, owner.name)
@@ -448,11 +458,6 @@ def _history_start(spec: UsageReportSpec, period: Period) -> int:
     if spec.schedule is None:
         return period.start_ms
     return previous_period(period, spec.schedule.interval, spec.schedule.time_zone).start_ms
-
-
-def _totals(document_text: str) -> dict[str, Any]:
-    totals: dict[str, Any] = json.loads(document_text)["totals"]
-    return totals
 
 
 def _problems(exc: ValidationError) -> str:
