@@ -135,13 +135,18 @@ def test_operator_runs_with_the_charts_service_account_only(
     pricing = f"rbac-{uuid.uuid4().hex[:6]}"
     with AuthProxy(live.prometheus.url, serving, "sa-token-1") as proxy:
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": system}
-        operator = ManagedProcess("operator", [
-            sys.executable, "-m", "chargeback", "run", "--prometheus-url", proxy.url,
-            "--token-file", str(token_file), "--ca-file", str(ca.cert),
-            "--ledger", f"sqlite:///{tmp_path / 'ledger.db'}", "--refresh-seconds", "2",
-            "--metrics-port", str(free_port()), "--liveness-port", str(free_port()),
-        ], tmp_path / "operator.log", env=env)  # fmt: skip
-        operator.start()
+
+        def start(ca_file: Path) -> ManagedProcess:
+            process = ManagedProcess("operator", [
+                sys.executable, "-m", "chargeback", "run", "--prometheus-url", proxy.url,
+                "--token-file", str(token_file), "--ca-file", str(ca_file),
+                "--ledger", f"sqlite:///{tmp_path / 'ledger.db'}", "--refresh-seconds", "2",
+                "--metrics-port", str(free_port()), "--liveness-port", str(free_port()),
+            ], tmp_path / "operator.log", env=env)  # fmt: skip
+            process.start()
+            return process
+
+        operator = start(ca.cert)
         try:
             objects.create_cluster_custom_object(
                 GROUP, VERSION, "tierpricings", pricing_body(pricing, PRICES, _iso(live.start_ms))
@@ -171,6 +176,12 @@ def test_operator_runs_with_the_charts_service_account_only(
             down = wait_for(lambda: source().get("status") == "False" and source(),
                             what="SourceAvailable=False")  # fmt: skip
             assert "rejected the credentials with HTTP 401" in down["message"]
+            # A CA that did not sign Thanos' certificate: a readable condition too.
+            operator.stop()
+            write_token(token_file, "sa-token-2")
+            operator = start(pki.make_ca(tmp_path, "wrong-ca").cert)
+            wait_for(lambda: "TLS verification" in source().get("message", ""),
+                     what="SourceAvailable=False for the wrong CA")  # fmt: skip
         finally:
             operator.stop()
     log = (tmp_path / "operator.log").read_text()

@@ -21,4 +21,4 @@ def test_demo_runs_end_to_end_and_matches_ground_truth(tmp_path: Path) -> None:
     assert "usagereport.chargeback.dev/monthly" in run.stdout
     exports = sorted(p.name for p in output.glob("monthly-*.csv"))
     assert exports, list(output.iterdir())
-    assert (output / "ledger.db").exists()
+    assert list(output.glob("runs/*/ledger.db"))

@@ -92,7 +92,9 @@ def _wait(what: str, predicate: Callable[[], Any], console: Console, timeout: fl
 def run_demo(options: DemoOptions, console: Console) -> bool:
     """Run the demo; return whether the report matched the ground truth."""
     options.output.mkdir(parents=True, exist_ok=True)
-    workdir = options.output / "state"
+    # Each run has its own state, so a second `make demo` never touches a running one's.
+    workdir = options.output / "runs" / time.strftime("%Y%m%dT%H%M%S")
+    workdir.mkdir(parents=True, exist_ok=True)
     now = int(time.time() * 1000)
     start = (now - options.hours * HOUR_MS) // HOUR_MS * HOUR_MS
     scenario = Scenario(
@@ -123,12 +125,12 @@ def run_demo(options: DemoOptions, console: Console) -> bool:
         operator = ManagedProcess("operator", [
             sys.executable, "-m", "chargeback", "run", "--prometheus-url", prometheus.url,
             "--token-file", "", "--ca-file", "", "--refresh-seconds", "10",
-            "--ledger", f"sqlite:///{(options.output / 'ledger.db').resolve()}",
+            "--ledger", f"sqlite:///{(workdir / 'ledger.db').resolve()}",
             "--metrics-port", str(metrics_port), "--liveness-port", str(free_port()),
-        ], options.output / "operator.log", env=env)  # fmt: skip
+        ], workdir / "operator.log", env=env)  # fmt: skip
         stack.callback(operator.stop)
         operator.start()
-        console.print(f"Operator running (log: {options.output / 'operator.log'}; metrics: "
+        console.print(f"Operator running (log: {workdir / 'operator.log'}; metrics: "
                       f"http://127.0.0.1:{metrics_port}/metrics)")  # fmt: skip
         pricing = _apply_examples(api, start)
         report = _wait("Waiting for the operator to reconcile the reports",
@@ -247,5 +249,6 @@ def _show(
                       "(priced independently by the demo).[/green]")  # fmt: skip
     else:
         console.print(f"[red]Mismatch: report {got}, ground truth {want}[/red]")
-    console.print(f"Exports (JSON and CSV of every period) and the ledger are in {output}/")
+    console.print(f"Exports (JSON and CSV of every period) are in {output}/; the ledger, logs and "
+                  f"state of this run in {output}/runs/")  # fmt: skip
     return got == want
