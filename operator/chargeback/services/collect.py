@@ -140,11 +140,18 @@ class Collector:
         else:
             states, observing = self._resume(target)
         drop_states = record.observing and not observing
-        for a in range(record.watermark_ms, end, bucket):
-            b = a + bucket
-            step, step_series = self._step(
-                target, a, b, states=states, observing=observing, drop_states=drop_states
-            )
+        a = record.watermark_ms
+        while a < end:
+            # Where Prometheus holds nothing yet, jump over the empty stretch in one step.
+            b = self._empty_until(target, a, end) if not observing else a
+            step_series: dict[SeriesKey, tuple[int, int]] = {}
+            if b > a:
+                step = Step(record.id, a, b, [], {}, drop_states, False, Gap(a, b, NO_DATA_GAP))
+            else:
+                b = a + bucket
+                step, step_series = self._step(
+                    target, a, b, states=states, observing=observing, drop_states=drop_states
+                )
             try:
                 self.ledger.apply_step(step)
             except StepConflict:
@@ -159,7 +166,8 @@ class Collector:
             if step.gap:
                 result.gaps.append(step.gap)
             if progress:
-                progress(result.steps, total_steps)
+                progress((b - record.watermark_ms) // bucket, total_steps)
+            a = b
         self._cache[record.id] = (result.watermark_ms, states)
         return result
 
@@ -364,6 +372,21 @@ class Collector:
         if missing:
             raise PrometheusQueryError(f"raw samples missing for {len(missing)} series in {a}-{b}")
         return raw
+
+    def _empty_until(self, target: _Target, a: int, end: int) -> int:
+        """The furthest bucket edge up to which Prometheus holds no data after ``a``.
+
+        Doubling windows: one cheap count query per doubling, instead of one per empty bucket.
+        """
+        bucket = self.settings.bucket_ms
+        reached, span = a, bucket
+        while reached < end:
+            probe = min(reached + span, end)
+            window = self._window(target.selector, reached, probe)
+            if self.prometheus.scalar_count(f"count(last_over_time({window}))", probe) > 0:
+                break
+            reached, span = probe, span * 2
+        return reached
 
     def _first_data(
         self, target: _Target, a: int, b: int
