@@ -22,6 +22,7 @@ from chargeback import __version__
 from chargeback.adapters.kube import client_from_kubeconfig, openshift_groups
 from chargeback.adapters.ledger import Ledger, LedgerError
 from chargeback.adapters.prometheus import PrometheusClient, PrometheusError, PrometheusSettings
+from chargeback.api.base import problems
 from chargeback.api.common import API_VERSION
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.report import UsageReportSpec
@@ -52,13 +53,6 @@ def parse_time(value: str, option: str) -> int:
             f"{value!r} has no time zone; write e.g. 2026-01-01T00:00:00Z", param_hint=option
         )
     return buckets.to_ms(moment)
-
-
-def _problems(exc: ValidationError, prefix: str = "") -> str:
-    return "; ".join(
-        f"{prefix}{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
-        for e in exc.errors()
-    )
 
 
 def load_manifests(path: Path, kind: str, option: str) -> list[dict[str, Any]]:
@@ -93,7 +87,7 @@ def load_price_book(path: Path) -> tuple[str, PriceBook]:
             spec = TierPricingSpec.model_validate(document.get("spec") or {})
         except ValidationError as exc:
             raise click.BadParameter(
-                f"{path}: {_problems(exc, 'spec.')}", param_hint="--pricing"
+                f"{path}: {problems(exc, 'spec.')}", param_hint="--pricing"
             ) from exc
         effective = buckets.to_ms(spec.effective_from) if spec.effective_from else 0
         versions.append(PriceVersion(number, effective, spec, spec_digest(spec)))
@@ -115,7 +109,7 @@ def load_report(path: Path) -> tuple[str, UsageReportSpec, str]:
         spec = UsageReportSpec.model_validate(document.get("spec") or {})
     except ValidationError as exc:
         raise click.BadParameter(
-            f"{path}: {_problems(exc, 'spec.')}", param_hint="--report"
+            f"{path}: {problems(exc, 'spec.')}", param_hint="--report"
         ) from exc
     name = f"{metadata.get('namespace', 'default')}/{metadata.get('name', path.stem)}"
     return name, spec, spec.pricing_ref.name
@@ -132,7 +126,7 @@ def load_source(path: Path) -> SourceSpec:
     try:
         return SourceSpec.model_validate(document or {})
     except ValidationError as exc:
-        raise click.BadParameter(f"{path}: {_problems(exc)}", param_hint="--source") from exc
+        raise click.BadParameter(f"{path}: {problems(exc)}", param_hint="--source") from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -26,7 +26,7 @@ from tests.e2e.conftest import (
     local_zone_near_midday,
     wait_for,
 )
-from tests.e2e.test_operator import PRICES, _iso, pricing_body, report_body
+from tests.e2e.test_operator import PRICES, _iso, create_pricing, pricing_body, report_body
 
 GRAFANA_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -62,10 +62,7 @@ def test_dashboards_follow_pricing(operator: Operator, live: Live, api_client: c
     core = client.CoreV1Api(api_client)
     objects = client.CustomObjectsApi(api_client)
     ext = client.ApiextensionsV1Api(api_client)
-    pricing = f"dash-{uuid.uuid4().hex[:6]}"
-    objects.create_cluster_custom_object(
-        GROUP, VERSION, "tierpricings", pricing_body(pricing, PRICES, _iso(live.start_ms))
-    )
+    pricing = create_pricing(api_client, live, "dash")
     period = {"start": _iso(live.start_ms + 3_600_000), "end": _iso(live.start_ms + 5 * 3_600_000)}
     objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports",
                                             report_body("r", pricing, period=period))  # fmt: skip

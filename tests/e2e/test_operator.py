@@ -50,6 +50,15 @@ def pricing_body(name: str, prices: dict[str, str], effective: str | None = None
     }
 
 
+def create_pricing(api: client.ApiClient, live: Live, prefix: str) -> str:
+    """A TierPricing with PRICES effective from the start of the simulated history."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    client.CustomObjectsApi(api).create_cluster_custom_object(
+        GROUP, VERSION, "tierpricings", pricing_body(name, PRICES, _iso(live.start_ms))
+    )
+    return name
+
+
 def report_body(name: str, pricing: str, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -88,10 +97,7 @@ def test_operator_end_to_end(
 ) -> None:
     objects = client.CustomObjectsApi(api_client)
     core = client.CoreV1Api(api_client)
-    pricing = f"maas-{uuid.uuid4().hex[:6]}"
-    objects.create_cluster_custom_object(
-        GROUP, VERSION, "tierpricings", pricing_body(pricing, PRICES, _iso(live.start_ms))
-    )
+    pricing = create_pricing(api_client, live, "maas")
     zone = local_zone_near_midday()
     daily = report_body(
         "daily", pricing, schedule={"interval": "daily", "timeZone": zone, "gracePeriod": "2h"}
@@ -198,10 +204,7 @@ def test_invalid_reports_get_clear_conditions(
     operator: Operator, live: Live, api_client: client.ApiClient, namespace: str
 ) -> None:
     objects = client.CustomObjectsApi(api_client)
-    pricing = f"maas-{uuid.uuid4().hex[:6]}"
-    objects.create_cluster_custom_object(
-        GROUP, VERSION, "tierpricings", pricing_body(pricing, PRICES, _iso(live.start_ms))
-    )
+    pricing = create_pricing(api_client, live, "maas")
     period = {"start": _iso(live.start_ms + 3_600_000), "end": _iso(live.start_ms + 25 * 3_600_000)}
     cases = {
         "no-pricing": report_body("no-pricing", "does-not-exist", period=period),
@@ -244,10 +247,7 @@ def test_prometheus_outage_is_reported_and_recovered(
     operator: Operator, live: Live, api_client: client.ApiClient, namespace: str
 ) -> None:
     objects = client.CustomObjectsApi(api_client)
-    pricing = f"maas-{uuid.uuid4().hex[:6]}"
-    objects.create_cluster_custom_object(
-        GROUP, VERSION, "tierpricings", pricing_body(pricing, PRICES, _iso(live.start_ms))
-    )
+    pricing = create_pricing(api_client, live, "maas")
     objects.create_namespaced_custom_object(
         GROUP,
         VERSION,
@@ -304,10 +304,7 @@ def test_api_server_restart_and_http_exports(
     namespace: str,
 ) -> None:
     objects = client.CustomObjectsApi(api_client)
-    pricing = f"maas-{uuid.uuid4().hex[:6]}"
-    objects.create_cluster_custom_object(
-        GROUP, VERSION, "tierpricings", pricing_body(pricing, PRICES, _iso(live.start_ms))
-    )
+    pricing = create_pricing(api_client, live, "maas")
     start, end = live.start_ms + 2 * 3_600_000, live.start_ms + 8 * 3_600_000
     period = {"start": _iso(start), "end": _iso(end)}
     objects.create_namespaced_custom_object(

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from kubernetes import client
@@ -27,7 +26,12 @@ from tests.e2e.conftest import (
     local_zone_near_midday,
     wait_for,
 )
-from tests.e2e.test_operator import PRICES, _iso, hand_cost, pricing_body, report_body
+from tests.e2e.test_operator import (
+    PRICES,
+    create_pricing,
+    hand_cost,
+    report_body,
+)
 from tests.integration.conftest import differences, ledger_totals
 
 
@@ -47,10 +51,7 @@ def test_sigkill_during_collection_and_finalisation(
     namespace: str, tmp_path: Path,
 ) -> None:  # fmt: skip
     objects = client.CustomObjectsApi(api_client)
-    pricing = f"maas-{uuid.uuid4().hex[:6]}"
-    objects.create_cluster_custom_object(
-        GROUP, VERSION, "tierpricings", pricing_body(pricing, PRICES, _iso(live.start_ms))
-    )
+    pricing = create_pricing(api_client, live, "maas")
     zone = local_zone_near_midday()
     objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports", report_body(
         "daily", pricing, schedule={"interval": "daily", "timeZone": zone}))  # fmt: skip

@@ -7,7 +7,6 @@ import pytest
 from chargeback.domain.selectors import (
     Matcher,
     SelectorError,
-    exact_selector,
     parse_selector,
     quote,
     series_selector,
@@ -53,7 +52,7 @@ def test_anything_but_label_matchers_is_refused(selector: str, reason: str) -> N
 
 def test_label_values_are_escaped_so_they_cannot_break_out() -> None:
     hostile = '"} or vector(1) or {a="'
-    rendered = exact_selector("authorized_hits", {"user": hostile, "__name__": "x"})
+    rendered = series_selector("authorized_hits", (Matcher("user", "=", hostile),))
     assert rendered == 'authorized_hits{user="\\"} or vector(1) or {a=\\""}'
     assert parse_selector(rendered.removeprefix("authorized_hits")) == (
         Matcher("user", "=", hostile),

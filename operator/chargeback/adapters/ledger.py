@@ -181,6 +181,8 @@ class Ledger:
                     f"ledger schema version {current} is newer than this operator "
                     f"({len(MIGRATIONS)}); upgrade the operator"
                 )
+            if current == len(MIGRATIONS):
+                return len(MIGRATIONS)  # up to date: opening the ledger writes nothing
             for number in range(current, len(MIGRATIONS)):
                 MIGRATIONS[number](conn)
             conn.execute(schema_version.update().values(version=len(MIGRATIONS)))

@@ -46,9 +46,3 @@ class SourceSpec(ApiModel):
         """A stable identifier of this source's definition, used as the ledger key."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-    def dimension_labels(self) -> list[tuple[str, str]]:
-        """(dimension, label) pairs in ledger order: user, tier, model, then the extra labels."""
-        mapping = [("user", self.labels.user), ("tier", self.labels.tier)]
-        mapping.append(("model", self.labels.model))
-        return mapping + [(label, label) for label in self.extra_labels]

@@ -32,10 +32,3 @@ def from_ms(t_ms: int) -> dt.datetime:
 def floor(t_ms: int, size_ms: int) -> int:
     """The bucket edge at or before ``t_ms``."""
     return t_ms - t_ms % size_ms
-
-
-def edges(start_ms: int, end_ms: int, size_ms: int) -> list[int]:
-    """Bucket edges from ``start_ms`` to ``end_ms``, both multiples of ``size_ms``."""
-    if start_ms % size_ms or end_ms % size_ms:
-        raise ValueError("bucket range must be aligned to the bucket size")
-    return list(range(start_ms, end_ms + 1, size_ms))

@@ -85,9 +85,3 @@ def series_selector(metric: str, matchers: tuple[Matcher, ...]) -> str:
         raise SelectorError(f"invalid metric name {metric!r}")
     inner = ",".join(m.render() for m in matchers)
     return f"{metric}{{{inner}}}" if inner else metric
-
-
-def exact_selector(metric: str, labels: dict[str, str]) -> str:
-    """A selector matching exactly one series with these labels (values escaped)."""
-    matchers = tuple(Matcher(k, "=", v) for k, v in sorted(labels.items()) if k != "__name__")
-    return series_selector(metric, matchers)

@@ -30,6 +30,7 @@ from chargeback.adapters.exports import Owner, write_export
 from chargeback.adapters.kube import object_uid, openshift_groups
 from chargeback.adapters.ledger import Ledger, PricingLedger
 from chargeback.adapters.prometheus import PrometheusClient, PrometheusError, PrometheusSettings
+from chargeback.api.base import problems
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.report import UsageReportSpec
 from chargeback.api.source import DEFAULT_METRICS
@@ -154,7 +155,7 @@ class Reconciler:
         try:
             parsed = TierPricingSpec.model_validate(spec)
         except ValidationError as exc:
-            conditions = [Cond("Ready", False, "InvalidSpec", _problems(exc))]
+            conditions = [Cond("Ready", False, "InvalidSpec", problems(exc, "spec."))]
         else:
             effective = buckets.to_ms(parsed.effective_from) if parsed.effective_from else now
             stored = self.pricing.record_version(
@@ -205,39 +206,12 @@ class Reconciler:
         now = self.clock()
         outcome = ReportOutcome({"observedGeneration": generation})
         previous = status.get("conditions") or []
-        try:
-            parsed = UsageReportSpec.model_validate(spec)
-            parse_selector(parsed.source.selector)
-        except ValidationError as exc:
-            return self._failed(
-                outcome,
-                previous=previous,
-                now=now,
-                generation=generation,
-                reason="InvalidSpec",
-                message=_problems(exc),
-            )
-        except SelectorError as exc:
-            return self._failed(
-                outcome,
-                previous=previous,
-                now=now,
-                generation=generation,
-                reason="InvalidSelector",
-                message=str(exc),
-            )
-        book = self.price_book(parsed.pricing_ref.name)
-        if book is None:
-            message = (f"TierPricing {parsed.pricing_ref.name!r} does not exist or has no "
-                       "accepted price version")  # fmt: skip
-            return self._failed(
-                outcome,
-                previous=previous,
-                now=now,
-                generation=generation,
-                reason="PricingNotFound",
-                message=message,
-            )
+        checked = self._check(spec)
+        if isinstance(checked[0], str):
+            reason, message = checked
+            return self._failed(outcome, previous=previous, now=now, generation=generation,
+                                reason=reason, message=str(message))  # fmt: skip
+        parsed, book = checked
         key = f"{owner.namespace}/{owner.name}"
         groups = openshift_groups(self.api) if parsed.attribution.openshift_groups else None
         period = report_period(parsed, now)
@@ -315,6 +289,21 @@ class Reconciler:
         document = build_dashboard(pricing, current.spec, spec.source, metric)
         provision(self.api, self.settings.dashboards, PricingOwner(pricing, uid), name, document)
         self._provisioned[name] = (inputs, time.monotonic())
+
+    def _check(self, spec: dict[str, Any]) -> tuple[UsageReportSpec, PriceBook] | tuple[str, str]:
+        """The parsed spec and its prices, or (reason, message) of why the report cannot run."""
+        try:
+            parsed = UsageReportSpec.model_validate(spec)
+            parse_selector(parsed.source.selector)
+        except ValidationError as exc:
+            return "InvalidSpec", problems(exc, "spec.")
+        except SelectorError as exc:
+            return "InvalidSelector", str(exc)
+        book = self.price_book(parsed.pricing_ref.name)
+        if book is None:
+            return "PricingNotFound", (f"TierPricing {parsed.pricing_ref.name!r} does not exist "
+                                       "or has no accepted price version")  # fmt: skip
+        return parsed, book
 
     def _finalize_previous(
         self,
@@ -458,9 +447,3 @@ def _history_start(spec: UsageReportSpec, period: Period) -> int:
     if spec.schedule is None:
         return period.start_ms
     return previous_period(period, spec.schedule.interval, spec.schedule.time_zone).start_ms
-
-
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(
-        f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-    )[:2000]

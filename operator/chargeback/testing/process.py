@@ -111,9 +111,5 @@ class ManagedProcess:
         except ProcessLookupError:
             pass
 
-    def kill(self) -> None:
-        """Stop the process at once with SIGKILL (a crash, for tests)."""
-        self.stop(sig=signal.SIGKILL)
-
     def _exit_code(self) -> int | None:
         return self._proc.returncode if self._proc else None
