@@ -13,6 +13,12 @@ import pytest
 from chargeback.adapters.ledger import Ledger
 from chargeback.adapters.prometheus import PrometheusClient, PrometheusSettings
 from chargeback.testing.prometheus import PrometheusServer
+from chargeback.testing.serving import (
+    Deployment,
+    ServingScenario,
+    ServingSimulation,
+    simulate_serving,
+)
 from chargeback.testing.simulator import HOUR_MS, Scenario, Simulation, simulate
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -31,12 +37,30 @@ SCENARIO = Scenario(
     scrape_gaps=((T0 + 30 * HOUR_MS + 1_200_000, T0 + 32 * HOUR_MS + 300_000),),
 )
 
+SERVING = ServingScenario(
+    start_ms=T0,
+    hours=HOURS,
+    scrape_interval_ms=60_000,
+    deployments=(
+        # A pod added for a day and removed again, one added mid-bucket, several GPU products,
+        # a node without the product label, and a model nobody calls (idle capacity).
+        Deployment("granite-3-8b", "NVIDIA-L40S", 1, ((0, None), (24 * HOUR_MS, 40 * HOUR_MS))),
+        Deployment("llama-3-70b", "NVIDIA-A100-SXM4-80GB", 4, ((0, None),), utilization=80),
+        Deployment("mistral-7b", "NVIDIA-L40S", 1, ((0, None), (10 * HOUR_MS + 1_020_000, None))),
+        Deployment("qwen-2-72b", "NVIDIA-H100-80GB-HBM3", 2, ((0, None),), utilization=40),
+        Deployment("phi-3-mini", "", 1, ((0, None),)),
+        Deployment("deepseek-r1", "NVIDIA-H100-80GB-HBM3", 8, ((30 * HOUR_MS, 60 * HOUR_MS),),
+                   utilization=5),
+    ),
+)  # fmt: skip
+
 
 @dataclass
 class Traffic:
-    """The simulation and the Prometheus holding it."""
+    """The simulations and the Prometheus holding them."""
 
     sim: Simulation
+    serving: ServingSimulation
     prometheus: PrometheusServer
     openmetrics: Path
 
@@ -46,13 +70,15 @@ class Traffic:
 
 @pytest.fixture(scope="session")
 def traffic() -> Iterator[Traffic]:
-    """Three days of 200 users, 3 tiers, 5 models, 2 replicas, with resets and a scrape gap."""
+    """Three days of 200 users, 3 tiers, 5 models, 2 replicas, with resets and a scrape gap,
+    and the GPU serving pods of six models."""
     workdir = Path(tempfile.mkdtemp(prefix="chargeback-traffic-"))
     sim = simulate(SCENARIO)
-    openmetrics = sim.write_openmetrics(workdir / "traffic.om")
+    serving = simulate_serving(SERVING)
+    openmetrics = sim.write_openmetrics(workdir / "traffic.om", serving.openmetrics())
     server = PrometheusServer(workdir / "prometheus", openmetrics=openmetrics)
     with server:
-        yield Traffic(sim, server, openmetrics)
+        yield Traffic(sim, serving, server, openmetrics)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

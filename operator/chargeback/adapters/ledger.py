@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from chargeback.domain.counters import State
+from chargeback.domain.infra import GpuRow, UtilizationRow
 from chargeback.domain.series import SeriesKey, key_from_text, key_text
 from chargeback.domain.usage import Gap, UsageRow
 
@@ -92,6 +93,26 @@ documents = sa.Table(
     sa.Column("csv", sa.Text, nullable=False),
     sa.Column("finalized_ms", sa.BigInteger, nullable=False),
 )
+gpu_usage = sa.Table(
+    "gpu_usage",
+    metadata,
+    sa.Column("source_id", sa.String(32), nullable=False),
+    sa.Column("bucket_start_ms", sa.BigInteger, nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("product", sa.String(128), nullable=False),
+    sa.Column("gpu_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("source_id", "bucket_start_ms", "model", "product"),
+)
+gpu_utilization = sa.Table(
+    "gpu_utilization",
+    metadata,
+    sa.Column("source_id", sa.String(32), nullable=False),
+    sa.Column("bucket_start_ms", sa.BigInteger, nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("busy_ms", sa.BigInteger, nullable=False),
+    sa.Column("observed_gpu_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("source_id", "bucket_start_ms", "model"),
+)
 
 
 def _migration_1(conn: Connection) -> None:
@@ -104,7 +125,12 @@ def _migration_2(conn: Connection) -> None:
         table.create(conn)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2]
+def _migration_3(conn: Connection) -> None:
+    for table in (gpu_usage, gpu_utilization):
+        table.create(conn)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2, _migration_3]
 """Schema migrations in order; the schema version is the number applied. Append, never edit."""
 
 
@@ -142,6 +168,9 @@ class Step:
     drop_states: bool = False
     observing: bool = True
     gap: Gap | None = None
+    gpu: list[GpuRow] = field(default_factory=list)
+    """GPU allocation of an infrastructure source (instead of token usage)."""
+    utilization: list[UtilizationRow] = field(default_factory=list)
 
 
 def _extra_text(extra: Iterable[tuple[str, str]]) -> str:
@@ -275,6 +304,14 @@ class Ledger:
             self._write_states(conn, step.source_id, step.states)
             if step.gap is not None:
                 self._record_gap(conn, step.source_id, step.gap)
+            if step.gpu:
+                conn.execute(gpu_usage.insert(), [
+                    {"source_id": step.source_id, **row.__dict__} for row in step.gpu
+                ])  # fmt: skip
+            if step.utilization:
+                conn.execute(gpu_utilization.insert(), [
+                    {"source_id": step.source_id, **row.__dict__} for row in step.utilization
+                ])  # fmt: skip
 
     def _insert_usage(self, conn: Connection, source_id: str, rows: list[UsageRow]) -> None:
         # A plain DB-API executemany: tens of thousands of rows per step, no per-row processing.
@@ -353,6 +390,35 @@ class Ledger:
                 tokens=r.tokens,
             )
             for r in rows
+        ]
+
+    def gpu_usage(self, source_id: str, start_ms: int, end_ms: int) -> list[GpuRow]:
+        """GPU allocation of an infrastructure source, buckets starting in [start, end)."""
+        query = (
+            sa.select(gpu_usage)
+            .where(gpu_usage.c.source_id == source_id)
+            .where(gpu_usage.c.bucket_start_ms >= start_ms)
+            .where(gpu_usage.c.bucket_start_ms < end_ms)
+            .order_by(gpu_usage.c.bucket_start_ms, gpu_usage.c.model, gpu_usage.c.product)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [GpuRow(r.bucket_start_ms, r.model, r.product, r.gpu_ms) for r in rows]
+
+    def utilization(self, source_id: str, start_ms: int, end_ms: int) -> list[UtilizationRow]:
+        """GPU utilisation integrals of an infrastructure source, buckets in [start, end)."""
+        table = gpu_utilization
+        query = (
+            sa.select(table)
+            .where(table.c.source_id == source_id)
+            .where(table.c.bucket_start_ms >= start_ms)
+            .where(table.c.bucket_start_ms < end_ms)
+            .order_by(table.c.bucket_start_ms, table.c.model)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            UtilizationRow(r.bucket_start_ms, r.model, r.busy_ms, r.observed_gpu_ms) for r in rows
         ]
 
     def gaps(self, source_id: str) -> list[Gap]:

@@ -218,6 +218,29 @@ class PrometheusClient:
             for key, values in _result(body, promql)
         }
 
+    def matrix(
+        self, promql: str, start_ms: int, end_ms: int, step_ms: int
+    ) -> dict[SeriesKey, dict[int, float]]:
+        """Range query: per series, the value at each evaluation time (ms) that has one."""
+
+        def body() -> bytes:
+            data = {
+                "query": promql,
+                "start": f"{start_ms / 1000:.3f}",
+                "end": f"{end_ms / 1000:.3f}",
+                "step": f"{step_ms / 1000:.3f}",
+            }
+            return bytes(self._request("POST", "/api/v1/query_range", data).content)
+
+        result = _result(self._call(promql, body), promql)
+        matrix: dict[SeriesKey, dict[int, float]] = {}
+        for key, values in result:
+            points = {round(float(t) * 1000): float(v) for t, v in values}
+            if not all(math.isfinite(v) for v in points.values()):
+                raise PrometheusQueryError(f"non-finite values from {promql!r}")
+            matrix[key] = points
+        return matrix
+
     def series_names(self, names: Sequence[str], start_ms: int, end_ms: int) -> set[str]:
         """Which of the metric ``names`` have any series between ``start_ms`` and ``end_ms``."""
         params = {

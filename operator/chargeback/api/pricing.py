@@ -40,6 +40,41 @@ class TierPrice(ApiModel):
         return self
 
 
+class GpuProductRate(ApiModel):
+    """The internal rate of one GPU product."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$", max_length=128)]
+    """GPU product as in the node label nvidia.com/gpu.product (e.g. NVIDIA-A100-SXM4-80GB)."""
+    gpu_hour: DecimalString
+    """Cost of one GPU-hour of this product."""
+
+
+class ModelCost(ApiModel):
+    """Fixed costs of serving one model, beside its GPUs."""
+
+    name: Annotated[str, Field(pattern=MODEL_PATTERN, max_length=253)]
+    """Model name as it appears in the source's model label."""
+    monthly: DecimalString
+    """Fixed cost per calendar month (licences, storage, support), prorated by the hour."""
+
+
+class InfrastructureCosts(ApiModel):
+    """What serving models costs the platform, for cost-to-value (margins per model and team)."""
+
+    gpu_hour: DecimalString
+    """Cost of one GPU-hour of a product not listed in gpuProducts."""
+    gpu_products: Annotated[list[GpuProductRate], list_map("name", 64)] = []  # noqa: RUF012
+    """Cost of one GPU-hour per GPU product."""
+    models: Annotated[list[ModelCost], list_map("name", 256)] = []  # noqa: RUF012
+    """Fixed monthly costs per model."""
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> InfrastructureCosts:
+        unique([p.name for p in self.gpu_products], "GPU product")
+        unique([m.name for m in self.models], "model")
+        return self
+
+
 class TierPricingSpec(ApiModel):
     """Prices per tier (and model) in one currency; every accepted change is a new version."""
 
@@ -51,6 +86,9 @@ class TierPricingSpec(ApiModel):
     """When this version of the prices takes effect. Unset: when the change is accepted."""
     tiers: Annotated[list[TierPrice], list_map("name", 64, min_items=1)]
     """Prices of the tiers. Usage in a tier not listed here is reported as unpriced."""
+    infrastructure: InfrastructureCosts | None = None
+    """Internal costs of serving (GPU-hours, fixed costs), versioned with the prices. Unset:
+    reports show no cost-to-value."""
 
     @model_validator(mode="after")
     def _unique_tiers(self) -> TierPricingSpec:

@@ -71,6 +71,8 @@ class ReportDocument:
     data_through_ms: int
     finalized: bool = False
     top_n: int = 10
+    sections: tuple[tuple[str, Any], ...] = ()
+    """Further JSON-ready sections by name (costToValue, forecast), in order."""
     tokens: int = field(init=False)
     cost: Decimal = field(init=False)
     unpriced_tokens: int = field(init=False)
@@ -135,6 +137,7 @@ class ReportDocument:
                 for g in self.gaps
             ],
             "pricingVersions": list(self.pricing_versions),
+            **dict(self.sections),
             "lines": [
                 {
                     "user": ln.user,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,19 @@ class Scenario:
     quitters: float = 0.2
     """Share of users that go quiet before the end."""
     model_less_hits: bool = True
+    growth_per_day: float = 0.0
+    """Traffic growth per day (0.02: 2% more requests each day), compounding."""
+    weekly: tuple[float, ...] = ()
+    """Request-rate factors Monday..Sunday (UTC); empty: the same every day."""
+
+    def demand(self, t_ms: int) -> float:
+        """The request-rate factor at ``t_ms`` from growth and weekly seasonality."""
+        days = (t_ms - self.start_ms) / 86_400_000
+        factor = (1 + self.growth_per_day) ** days
+        if self.weekly:
+            weekday = (t_ms // 86_400_000 + 3) % 7  # 1970-01-01 was a Thursday
+            factor *= self.weekly[weekday]
+        return factor
 
 
 @dataclass
@@ -62,8 +75,8 @@ class Simulation:
     pre_existing: dict[tuple[int, Key], int] = field(default_factory=dict)
     """Counter values before the simulation started (not usage of the simulated range)."""
 
-    def openmetrics(self) -> Iterator[str]:
-        """OpenMetrics text lines (ending with ``# EOF``)."""
+    def openmetrics(self, *more: Iterable[str]) -> Iterator[str]:
+        """OpenMetrics text lines, then the lines of ``more`` histories, then ``# EOF``."""
         metric = self.scenario.metric
         yield f"# TYPE {metric} unknown"
         for (replica, (user, tier, model)), points in sorted(self.samples.items()):
@@ -73,12 +86,14 @@ class Simulation:
             labels += f',limitador_namespace="maas/{tier}-route",pod="limitador-{replica}"'
             for t_ms, value in points:
                 yield f"{metric}{{{labels}}} {value} {t_ms / 1000:.3f}"
+        for lines in more:
+            yield from lines
         yield "# EOF"
 
-    def write_openmetrics(self, path: Path) -> Path:
+    def write_openmetrics(self, path: Path, *more: Iterable[str]) -> Path:
         """Write :meth:`openmetrics` to ``path``."""
         with path.open("w") as out:
-            for line in self.openmetrics():
+            for line in self.openmetrics(*more):
                 out.write(line + "\n")
         return path
 
@@ -180,7 +195,10 @@ def _traffic(
     for user, tier, models, joined, left in users:
         if not joined < end <= left:
             continue
-        for _ in range(rng.choice((0, 0, 1, 1, 2, 3))):
+        requests = rng.choice((0, 0, 1, 1, 2, 3))
+        if scenario.growth_per_day or scenario.weekly:
+            requests = int(requests * scenario.demand(end) + rng.random())
+        for _ in range(requests):
             replica = rng.randrange(scenario.replicas)
             model = rng.choice(models)
             tokens = rng.randint(20, 4_000) * (3 if tier == "enterprise" else 1)
