@@ -29,11 +29,13 @@ from chargeback.api.report import UsageReportSpec
 from chargeback.api.source import DEFAULT_METRICS, SourceSpec
 from chargeback.domain import buckets
 from chargeback.domain.dashboards import build_dashboard
+from chargeback.domain.infra import InfraSource
 from chargeback.domain.periods import report_period
 from chargeback.domain.pricing import PriceBook, PriceVersion, spec_digest
 from chargeback.domain.selectors import SelectorError
 from chargeback.render import render_table
 from chargeback.services.collect import CollectError, Collector, CollectorSettings
+from chargeback.services.infra import InfraCollector
 from chargeback.services.report import ReportService
 from chargeback.testing.demo import DemoOptions, run_demo
 
@@ -167,6 +169,50 @@ def make_prometheus(
     )
 
 
+def infra_options(func: Any) -> Any:
+    """Options that say where GPU allocation and utilisation come from (cost-to-value)."""
+    defaults = InfraSource()
+    options = [
+        click.option("--gpu-costs/--no-gpu-costs", default=True, envvar="CHARGEBACK_GPU_COSTS",
+                     show_default=True, help="Collect GPU-hours per model for cost-to-value."),
+        click.option("--gpu-resolution", default="30s", envvar="CHARGEBACK_GPU_RESOLUTION",
+                     show_default=True,
+                     help="Integration step of GPU usage: the kube-state-metrics scrape interval."),
+        click.option("--gpu-model-label", default=defaults.model_label,
+                     envvar="CHARGEBACK_GPU_MODEL_LABEL", show_default=True,
+                     help="kube_pod_labels label naming the model a serving pod serves."),
+        click.option("--gpu-product-label", default=defaults.product_label,
+                     envvar="CHARGEBACK_GPU_PRODUCT_LABEL", show_default=True,
+                     help="kube_node_labels label naming the node's GPU product."),
+        click.option("--gpu-query", default="", envvar="CHARGEBACK_GPU_QUERY",
+                     help="Override: PromQL of GPUs allocated by model and product."),
+        click.option("--gpu-utilization-query", default="",
+                     envvar="CHARGEBACK_GPU_UTILIZATION_QUERY",
+                     help="Override: PromQL of per-GPU utilisation percent labelled by model."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def make_infra_source(options: dict[str, Any]) -> InfraSource | None:
+    """The GPU source from :func:`infra_options` values (popped), None when switched off."""
+    enabled = options.pop("gpu_costs")
+    try:
+        source = InfraSource(
+            model_label=options.pop("gpu_model_label"),
+            product_label=options.pop("gpu_product_label"),
+            resolution_ms=int(
+                buckets.parse_duration(options.pop("gpu_resolution")).total_seconds() * 1000
+            ),
+            gpu_query=options.pop("gpu_query"),
+            utilization_query=options.pop("gpu_utilization_query"),
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gpu-*") from exc
+    return source if enabled else None
+
+
 LEDGER_HELP = "SQLAlchemy URL, e.g. sqlite:///ledger.db or postgresql+psycopg://..."
 
 
@@ -288,6 +334,7 @@ def ledger_show(dsn: str, source_id: str | None, group_by: str, fmt: str) -> Non
 
 @main.command()
 @prometheus_options
+@infra_options
 @click.option(
     "--pricing",
     "pricing_file",
@@ -351,8 +398,11 @@ def report(
     at: str,
     bucket: str,
     kubeconfig: Path | None,
+    **gpu: Any,
 ) -> None:
-    """Render a UsageReport from Prometheus without a cluster: collect, price, attribute."""
+    """Render a UsageReport from Prometheus without a cluster: collect, price, attribute,
+    set beside GPU costs (cost-to-value) and forecast the next period."""
+    infra_source = make_infra_source(gpu)
     report_name, spec, pricing_name = load_report(report_file)
     book_name, book = load_price_book(pricing_file)
     if book_name != pricing_name:
@@ -366,8 +416,14 @@ def report(
     bucket_ms = _bucket_ms(bucket)
     prometheus = make_prometheus(prometheus_url, token_file, ca_file, insecure_skip_tls_verify)
     ledger = _open_ledger(dsn)
+    try:
+        infra = (
+            InfraCollector(prometheus, ledger, infra_source, bucket_ms) if infra_source else None
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gpu-resolution") from exc
     service = ReportService(
-        Collector(prometheus, ledger, CollectorSettings(bucket_ms=bucket_ms)), ledger
+        Collector(prometheus, ledger, CollectorSettings(bucket_ms=bucket_ms)), ledger, infra
     )
     try:
         rendered = service.render(report_name, spec, book, now_ms=now_ms,

@@ -26,6 +26,7 @@ from chargeback.domain.series import SeriesKey, key_from_text, key_text
 from chargeback.domain.usage import Gap, UsageRow
 
 metadata = sa.MetaData()
+DAY_MS = 86_400_000
 
 schema_version = sa.Table(
     "schema_version", metadata, sa.Column("version", sa.Integer, nullable=False)
@@ -391,6 +392,21 @@ class Ledger:
             )
             for r in rows
         ]
+
+    def daily_usage(
+        self, source_id: str, start_ms: int, end_ms: int
+    ) -> list[tuple[int, str, str, int]]:
+        """(UTC day start, model, tier, tokens) for buckets starting in [start, end), summed in SQL."""
+        day = (usage.c.bucket_start_ms // DAY_MS) * DAY_MS
+        query = (
+            sa.select(day.label("day"), usage.c.model, usage.c.tier, sa.func.sum(usage.c.tokens))
+            .where(usage.c.source_id == source_id)
+            .where(usage.c.bucket_start_ms >= start_ms)
+            .where(usage.c.bucket_start_ms < end_ms)
+            .group_by(day, usage.c.model, usage.c.tier)
+        )
+        with self.engine.connect() as conn:
+            return [(int(d), m, t, int(n)) for d, m, t, n in conn.execute(query)]
 
     def gpu_usage(self, source_id: str, start_ms: int, end_ms: int) -> list[GpuRow]:
         """GPU allocation of an infrastructure source, buckets starting in [start, end)."""

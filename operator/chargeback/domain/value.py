@@ -182,6 +182,11 @@ def cost_to_value(
         "costPerMillionTokens": _per_million(total_cost, document.tokens),
     }  # fmt: skip
     notes = []
+    if not infra.gpu:
+        notes.append(
+            "no GPUs allocated to model-serving pods in this period "
+            "(check the pod label that names the model)"
+        )
     if not any(m.observed_gpu_ms for m in models.values()):
         notes.append("no GPU utilisation metrics (DCGM) for the serving pods: utilisation unknown")
     if any(m.uncosted_gpu_ms for m in models.values()):

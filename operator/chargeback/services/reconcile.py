@@ -37,11 +37,13 @@ from chargeback.api.source import DEFAULT_METRICS
 from chargeback.domain import buckets
 from chargeback.domain.conditions import Cond, merge, ready
 from chargeback.domain.dashboards import build_dashboard
+from chargeback.domain.infra import InfraSource
 from chargeback.domain.periods import Period, is_final, previous_period, report_period
 from chargeback.domain.pricing import PriceBook, PriceVersion, spec_digest
 from chargeback.domain.reports import iso
 from chargeback.domain.selectors import SelectorError, parse_selector
 from chargeback.services.collect import CollectError, Collector, CollectorSettings
+from chargeback.services.infra import InfraCollector
 from chargeback.services.report import Rendered, ReportService
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ class OperatorSettings:
     history_days: int = 62
     """How far back a newly referenced source's history starts (whichever report comes first)."""
     dashboards: DashboardSettings = field(default_factory=DashboardSettings)
+    infrastructure: InfraSource | None = field(default_factory=InfraSource)
+    """Where GPU allocation and utilisation come from; None: no cost-to-value."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorSettings:
@@ -71,7 +75,21 @@ class OperatorSettings:
         token = env.get("CHARGEBACK_PROMETHEUS_TOKEN_FILE", str(SA_DIR / "token"))
         ca = env.get("CHARGEBACK_PROMETHEUS_CA_FILE", str(SA_DIR / "service-ca.crt"))
         data_dir = Path(env.get("CHARGEBACK_DATA_DIR", "/var/lib/chargeback"))
+        defaults = InfraSource()
+        infrastructure = InfraSource(
+            model_label=env.get("CHARGEBACK_GPU_MODEL_LABEL", defaults.model_label),
+            product_label=env.get("CHARGEBACK_GPU_PRODUCT_LABEL", defaults.product_label),
+            utilization_metric=env.get(
+                "CHARGEBACK_GPU_UTILIZATION_METRIC", defaults.utilization_metric
+            ),
+            resolution_ms=_duration_ms(env.get("CHARGEBACK_GPU_RESOLUTION", "30s")),
+            gpu_query=env.get("CHARGEBACK_GPU_QUERY", ""),
+            utilization_query=env.get("CHARGEBACK_GPU_UTILIZATION_QUERY", ""),
+        )
         return cls(
+            infrastructure=infrastructure
+            if env.get("CHARGEBACK_GPU_COSTS", "true") == "true"
+            else None,
             prometheus=PrometheusSettings(
                 url=env.get("CHARGEBACK_PROMETHEUS_URL", THANOS_QUERIER),
                 token_file=Path(token) if token and Path(token).exists() else None,
@@ -79,9 +97,7 @@ class OperatorSettings:
                 verify_tls=env.get("CHARGEBACK_PROMETHEUS_INSECURE", "") != "true",
             ),
             ledger_dsn=env.get("CHARGEBACK_LEDGER", f"sqlite:///{data_dir / 'ledger.db'}"),
-            bucket_ms=int(
-                buckets.parse_duration(env.get("CHARGEBACK_BUCKET", "1h")).total_seconds() * 1000
-            ),
+            bucket_ms=_duration_ms(env.get("CHARGEBACK_BUCKET", "1h")),
             refresh_seconds=float(env.get("CHARGEBACK_REFRESH_SECONDS", "60")),
             metrics_port=int(env.get("CHARGEBACK_METRICS_PORT", "8080")),
             history_days=int(env.get("CHARGEBACK_HISTORY_DAYS", "62")),
@@ -126,7 +142,14 @@ class Reconciler:
         self.collector = Collector(
             self.prometheus, self.ledger, CollectorSettings(bucket_ms=settings.bucket_ms)
         )
-        self.reports = ReportService(self.collector, self.ledger)
+        infra = settings.infrastructure
+        self.reports = ReportService(
+            self.collector,
+            self.ledger,
+            InfraCollector(self.prometheus, self.ledger, infra, settings.bucket_ms)
+            if infra
+            else None,
+        )
         self.latest: dict[str, Rendered] = {}
         """The last rendered open period of each report (namespace/name), served over HTTP."""
         self._locks: dict[str, threading.Lock] = {}
@@ -434,6 +457,10 @@ def summarize(
         "exports": exports,
         "lastRefreshTime": now_iso,
     }
+
+
+def _duration_ms(text: str) -> int:
+    return int(buckets.parse_duration(text).total_seconds() * 1000)
 
 
 def _pair(text: str) -> tuple[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from chargeback.adapters.ledger import FinalDocument, Ledger, PricingLedger
@@ -20,6 +20,8 @@ from chargeback.domain.pricing import PriceBook
 from chargeback.domain.reports import build_document
 from chargeback.domain.usage import Gap
 from chargeback.services.collect import Collector, CollectResult
+from chargeback.services.infra import InfraCollector
+from chargeback.services.value import ValueService
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +50,13 @@ class Rendered:
 class ReportService:
     """Renders and finalises report periods from one ledger and one Prometheus."""
 
-    def __init__(self, collector: Collector, ledger: Ledger) -> None:
+    def __init__(
+        self, collector: Collector, ledger: Ledger, infra: InfraCollector | None = None
+    ) -> None:
         self.collector = collector
         self.ledger = ledger
         self.finals = PricingLedger(ledger)
+        self.value = ValueService(ledger, infra, collector.settings.bucket_ms)
 
     def render(
         self,
@@ -87,7 +92,6 @@ class ReportService:
             # Nothing was asked of Prometheus; still tell an outage apart from a quiet hour.
             self.collector.prometheus.ping()
         source_id = collected.source_id
-        final = is_final(period, spec, now_ms) and collected.watermark_ms >= period.end_ms
         gaps = self.ledger.gaps(source_id)
         record = self.ledger.source(source_id)
         if record is not None and record.start_ms > period.start_ms:
@@ -102,7 +106,18 @@ class ReportService:
             gaps=gaps,
             data_through_ms=through,
             top_n=spec.top_users,
-            finalized=final,
+        )
+        value, settled = self.value.cost_to_value(
+            document, usage, book, history_start_ms=start, ready_ms=max(ready, start)
+        )
+        final = (
+            is_final(period, spec, now_ms)
+            and collected.watermark_ms >= period.end_ms
+            and settled >= period.end_ms
+        )
+        forecast = self.value.forecast(source_id, spec, period, collected.watermark_ms)
+        document = replace(
+            document, finalized=final, sections=(("costToValue", value), ("forecast", forecast))
         )
         if not final:
             return Rendered(period, document.to_json(), document.to_csv(), False, collected)
