@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.collect_bench import run_accuracy, run_scale
+from benchmarks.forecast_bench import backtest, section
 from benchmarks.operator_bench import run_operator_scale, status_at
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +36,7 @@ def main() -> None:
     scale = run_scale(series)
     operator = run_operator_scale()
     status_bytes = len(json.dumps(status_at(10_000)).encode())
+    forecast = section(backtest())
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = f"""# Benchmarks
 
@@ -86,6 +88,8 @@ absolute difference from the simulator's observable ground truth.
 | operator peak RSS (VmHWM) | {operator["operator_peak_rss_mib"]:.0f} MiB |
 | largest status of those reports | {operator["largest_status_bytes"]:,} bytes |
 | status at 10,000 users, 300 teams, 80 models, 120 final periods | {status_bytes:,} bytes |
+
+{forecast}
 
 ## Reproduce
 
