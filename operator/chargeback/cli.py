@@ -384,6 +384,9 @@ def ledger_show(dsn: str, source_id: str | None, group_by: str, fmt: str) -> Non
     default=None,
     help="Read OpenShift Groups for team attribution from this cluster.",
 )
+@click.option("--history-days", type=click.IntRange(0, 3660), default=62, show_default=True,
+              envvar="CHARGEBACK_HISTORY_DAYS",
+              help="Collect this many days before the period too (for forecasts).")  # fmt: skip
 def report(
     *,
     prometheus_url: str,
@@ -398,6 +401,7 @@ def report(
     at: str,
     bucket: str,
     kubeconfig: Path | None,
+    history_days: int,
     **gpu: Any,
 ) -> None:
     """Render a UsageReport from Prometheus without a cluster: collect, price, attribute,
@@ -425,9 +429,11 @@ def report(
     service = ReportService(
         Collector(prometheus, ledger, CollectorSettings(bucket_ms=bucket_ms)), ledger, infra
     )
+    period = report_period(spec, at_ms)
+    history = period.start_ms - history_days * 86_400_000
     try:
-        rendered = service.render(report_name, spec, book, now_ms=now_ms,
-                                  period=report_period(spec, at_ms), groups=groups)  # fmt: skip
+        rendered = service.render(report_name, spec, book, now_ms=now_ms, period=period,
+                                  groups=groups, history_start_ms=history)  # fmt: skip
     except (PrometheusError, SelectorError, CollectError, LedgerError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

@@ -31,3 +31,56 @@ def render_table(document: dict[str, Any], out: Console) -> None:
         for row in document[key]:
             table.add_row(row["name"] or "(none)", f"{row['tokens']:,}", row["cost"])
         out.print(table)
+    render_value(document, out)
+    render_forecast(document, out)
+
+
+def render_value(document: dict[str, Any], out: Console) -> None:
+    """Cost-to-value per model, or why there is none."""
+    section = document.get("costToValue")
+    if section is None:
+        return
+    if not section["available"]:
+        out.print(f"[yellow]Cost-to-value unavailable: {section['reason']}[/yellow]")
+        return
+    currency, totals = document["currency"], section["totals"]
+    out.print(
+        f"Revenue [b]{totals['revenue']}[/b]   Infrastructure [b]{totals['infrastructureCost']}"
+        f"[/b]   Margin [b]{totals['margin']} {currency}[/b]   GPU-hours {totals['gpuHours']} "
+        f"(idle {totals['idleGpuHours']})"
+    )
+    if section["reason"]:
+        out.print(f"[yellow]{section['reason']}[/yellow]")
+    table = Table(title=f"Cost to value by model ({currency})", title_justify="left")
+    columns = ("name", "tokens", "revenue", "infrastructureCost", "margin",
+               "costPerMillionTokens", "gpuHours", "idleGpuHours", "meanUtilization")  # fmt: skip
+    headers = ("model", "tokens", "revenue", "infra cost", "margin", "cost/1M tokens",
+               "GPU-h", "idle GPU-h", "util %")  # fmt: skip
+    for header in headers:
+        table.add_column(header, justify="left" if header == "model" else "right")
+    for row in section["byModel"]:
+        cells = [row[c] for c in columns]
+        table.add_row(*("-" if c is None else f"{c:,}" if isinstance(c, int) else c for c in cells))
+    out.print(table)
+
+
+def render_forecast(document: dict[str, Any], out: Console) -> None:
+    """Next period's forecast per model, or why there is none."""
+    section = document.get("forecast")
+    if section is None:
+        return
+    if not section["available"]:
+        out.print(f"[yellow]Forecast unavailable: {section['reason']}[/yellow]")
+        return
+    period = section["period"]
+    table = Table(
+        title=f"Forecast {period['start']} - {period['end']} ({section['interval']} interval, "
+        f"from {section['history']['days']} days)",
+        title_justify="left",
+    )
+    for header in ("model", "tokens", "lower", "upper", "GPU-h"):
+        table.add_column(header, justify="left" if header == "model" else "right")
+    for row in [*section["byModel"], {"name": "total", **section["totals"], "gpuHours": None}]:
+        table.add_row(row["name"], f"{row['tokens']:,}", f"{row['lower']:,}",
+                      f"{row['upper']:,}", row["gpuHours"] or "-")  # fmt: skip
+    out.print(table)

@@ -109,6 +109,15 @@ class ValueService:
             per_model[model][index] += tokens
             per_tier[(model, tier)][index] += tokens
         total = [sum(v[i] for v in per_model.values()) for i in range(days)]
+        # Days before the data begins are not days without usage: start at the first day with
+        # usage, and skip that one too (the data may begin in the middle of it).
+        skip = next((i + 1 for i, tokens in enumerate(total) if tokens), days)
+        total = total[skip:]
+        per_model = {k: v[skip:] for k, v in per_model.items()}
+        per_tier = {k: v[skip:] for k, v in per_tier.items()}
+        first += skip * DAY_MS
+        section["history"] = {"start": iso(first), "end": iso(max(first, last)),
+                              "days": len(total)}  # fmt: skip
         try:
             overall = forecast(total, horizon)
             models = {m: forecast(h, horizon) for m, h in sorted(per_model.items())}
