@@ -28,7 +28,7 @@ from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.report import UsageReportSpec
 from chargeback.api.source import DEFAULT_METRICS, SourceSpec
 from chargeback.domain import buckets
-from chargeback.domain.dashboards import build_dashboard
+from chargeback.domain.dashboards import build_dashboard, build_value_dashboard
 from chargeback.domain.infra import InfraSource
 from chargeback.domain.periods import report_period
 from chargeback.domain.pricing import PriceBook, PriceVersion, spec_digest
@@ -404,8 +404,11 @@ def report(
     history_days: int,
     **gpu: Any,
 ) -> None:
-    """Render a UsageReport from Prometheus without a cluster: collect, price, attribute,
-    set beside GPU costs (cost-to-value) and forecast the next period."""
+    """Render a UsageReport from Prometheus without a cluster.
+
+    Collects, prices and attributes usage, sets it beside GPU costs (cost-to-value) and
+    forecasts the next period.
+    """
     infra_source = make_infra_source(gpu)
     report_name, spec, pricing_name = load_report(report_file)
     book_name, book = load_price_book(pricing_file)
@@ -592,6 +595,12 @@ def dashboards(pricing_file: Path, report_file: Path | None, output: Path) -> No
     target = output / f"chargeback-{name}.json"
     target.write_text(json.dumps(document, indent=2) + "\n")
     click.echo(f"Wrote {target} ({len(document['panels'])} panels)")
+    spec = book.versions[-1].spec
+    if spec.infrastructure is not None:
+        value = build_value_dashboard(name, spec, source, metric, InfraSource())
+        target = output / f"chargeback-{name}-value.json"
+        target.write_text(json.dumps(value, indent=2) + "\n")
+        click.echo(f"Wrote {target} ({len(value['panels'])} panels, cost to value)")
 
 
 @main.command()

@@ -62,7 +62,8 @@ def cost_files(tmp_path: Path, traffic: Traffic) -> dict[str, Any]:
 
 
 def test_margins_equal_hand_computed_values(traffic: Traffic, cost_files: dict[str, Any]) -> None:
-    result = run("--prometheus-url", traffic.prometheus.url, "--pricing", str(cost_files["pricing"]),
+    pricing = str(cost_files["pricing"])
+    result = run("--prometheus-url", traffic.prometheus.url, "--pricing", pricing,
                  "--report", str(cost_files["report"]), "--format", "json",
                  "--gpu-resolution", f"{SERVING.scrape_interval_ms // 1000}s")  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -88,13 +89,15 @@ def test_margins_equal_hand_computed_values(traffic: Traffic, cost_files: dict[s
         hours = (Decimal(gpu_ms.get(model, 0)) / 3_600_000).quantize(Decimal("0.001"))
         assert entry["gpuHours"] == str(hours), model
         if tokens.get(model):
-            per_million = (cost * 1_000_000 / tokens[model]).quantize(Decimal("0.0001"),
-                                                                     rounding=ROUND_HALF_UP)
+            per_million = (cost * 1_000_000 / tokens[model]).quantize(
+                Decimal("0.0001"), rounding=ROUND_HALF_UP
+            )
             assert entry["costPerMillionTokens"] == str(per_million)  # fmt: skip
 
     # The model nobody calls is idle capacity: all its GPU-hours idle, its cost not on teams.
     idle = by_model["deepseek-r1"]
-    assert idle["tokens"] == 0 and idle["idleGpuHours"] == idle["gpuHours"] != "0.000"
+    assert idle["tokens"] == 0
+    assert idle["idleGpuHours"] == idle["gpuHours"] != "0.000"
     totals = section["totals"]
     assert totals["idleCost"] == idle["infrastructureCost"]
     assert totals["infrastructureCost"] == str(sum(costs.values()))

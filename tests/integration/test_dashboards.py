@@ -11,7 +11,8 @@ import pytest
 
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.source import SourceSpec
-from chargeback.domain.dashboards import build_dashboard, panel_queries
+from chargeback.domain.dashboards import build_dashboard, build_value_dashboard, panel_queries
+from chargeback.domain.infra import InfraSource
 from chargeback.testing.simulator import HOUR_MS
 from tests.integration.conftest import T0, Traffic
 
@@ -74,3 +75,44 @@ def test_range_panels_equal_direct_computations(traffic: Traffic) -> None:
     assert panel == pytest.approx(dict(by_tier))
     shown = value_of(prom.query(substitute(board["Cost in range (list prices)"]), at=AT / 1000))
     assert Decimal(str(shown)).quantize(Decimal("0.0001")) == cost.quantize(Decimal("0.0001"))
+
+
+VALUE_PRICING = TierPricingSpec.model_validate({
+    **PRICING.model_dump(mode="json", by_alias=True),
+    "infrastructure": {
+        "gpuHour": "1.10",
+        "gpuProducts": [{"name": "NVIDIA-L40S", "gpuHour": "1.50"},
+                        {"name": "NVIDIA-H100-80GB-HBM3", "gpuHour": "4.25"}],
+        "models": [{"name": "llama-3-70b", "monthly": "730"}],
+    },
+})  # fmt: skip
+
+
+def test_value_dashboard_queries_run_and_price_gpus_by_product(traffic: Traffic) -> None:
+    infra = InfraSource(resolution_ms=60_000)
+    board = build_value_dashboard("maas", VALUE_PRICING, SourceSpec(), "authorized_hits", infra)
+    queries = dict(panel_queries(board))
+    assert len(queries) == 8
+    for title, expr in queries.items():
+        result = traffic.prometheus.query(substitute(expr), at=AT / 1000)
+        assert isinstance(result, list), title
+    cost = {
+        item["metric"]["model"]: Decimal(item["value"][1])  # type: ignore[index]
+        for item in traffic.prometheus.query(
+            substitute(queries["Infrastructure cost by model (per hour)"]), at=AT / 1000
+        )
+    }
+    # At AT: granite 1 L40S pod, llama 4 A100 (default rate) + 730/730h fixed, qwen 2 H100,
+    # phi 1 GPU on an unlabelled node (default rate), deepseek 8 H100 (idle, running 30-60h).
+    assert cost == {
+        "granite-3-8b": Decimal("1.5"),
+        "llama-3-70b": Decimal("4") * Decimal("1.10") + 1,
+        "mistral-7b": Decimal("2") * Decimal("1.5"),
+        "qwen-2-72b": Decimal("2") * Decimal("4.25"),
+        "phi-3-mini": Decimal("1.1"),
+        "deepseek-r1": Decimal("8") * Decimal("4.25"),
+    }
+    idle = traffic.prometheus.query(
+        substitute(queries["Idle GPUs (models serving no tokens in the last hour)"]), at=AT / 1000
+    )
+    assert {item["metric"]["model"] for item in idle} == {"deepseek-r1"}  # type: ignore[index]

@@ -7,8 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import yaml
+from benchmarks.forecast_bench import SCENARIO, daily_by_model
 
-from benchmarks.forecast_bench import SCENARIO, START, daily_by_model
 from chargeback.testing.prometheus import PrometheusServer
 from chargeback.testing.simulator import simulate
 from tests.integration.test_report import PRICES_V1, pricing_doc, run

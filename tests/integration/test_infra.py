@@ -73,13 +73,15 @@ def test_gpu_hours_stay_exact_per_model_over_any_range(traffic: Traffic) -> None
     by_model: dict[str, int] = defaultdict(int)
     for row in usage.gpu:
         by_model[row.model] += row.gpu_ms
-    assert dict(by_model) == traffic.serving.gpu_hours_by_model(T0 + 24 * HOUR_MS, T0 + 48 * HOUR_MS)
+    day = (T0 + 24 * HOUR_MS, T0 + 48 * HOUR_MS)
+    assert dict(by_model) == traffic.serving.gpu_hours_by_model(*day)
     # 4 GPUs of llama for 24 hours, exactly.
     assert by_model["llama-3-70b"] == 4 * 24 * HOUR_MS
 
 
 def test_a_custom_query_without_a_model_label_is_a_clear_error(traffic: Traffic) -> None:
-    source = InfraSource(resolution_ms=60_000, gpu_query="sum(kube_pod_container_resource_requests)")
+    query = "sum(kube_pod_container_resource_requests)"
+    source = InfraSource(resolution_ms=60_000, gpu_query=query)
     collector = InfraCollector(traffic.client(), Ledger("sqlite://"), source, HOUR_MS)
     with pytest.raises(CollectError, match="without a model label"):
         collector.collect(T0, T0 + 2 * HOUR_MS)

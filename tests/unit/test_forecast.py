@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from benchmarks.forecast_bench import SCENARIO, backtest
+
 from chargeback.domain.forecast import MIN_DAYS, InsufficientHistory, forecast
 
 

@@ -396,7 +396,7 @@ class Ledger:
     def daily_usage(
         self, source_id: str, start_ms: int, end_ms: int
     ) -> list[tuple[int, str, str, int]]:
-        """(UTC day start, model, tier, tokens) for buckets starting in [start, end), summed in SQL."""
+        """(UTC day, model, tier, tokens) for buckets starting in [start, end), summed in SQL."""
         day = (usage.c.bucket_start_ms // DAY_MS) * DAY_MS
         query = (
             sa.select(day.label("day"), usage.c.model, usage.c.tier, sa.func.sum(usage.c.tokens))

@@ -19,6 +19,18 @@ report_unpriced = Gauge(
     "chargeback_report_unpriced_tokens", "Tokens without a price in the open period.",
     ["namespace", "report"], registry=REGISTRY,
 )  # fmt: skip
+model_infra_cost = Gauge(
+    "chargeback_model_infrastructure_cost", "Infrastructure cost of a model in the open period.",
+    ["namespace", "report", "model", "currency"], registry=REGISTRY,
+)  # fmt: skip
+model_gpu_hours = Gauge(
+    "chargeback_model_gpu_hours", "GPU-hours allocated to a model in the open period.",
+    ["namespace", "report", "model"], registry=REGISTRY,
+)  # fmt: skip
+forecast_tokens = Gauge(
+    "chargeback_forecast_tokens", "Forecast tokens of a model in the next period.",
+    ["namespace", "report", "model", "bound"], registry=REGISTRY,
+)  # fmt: skip
 tier_price = Gauge(
     "chargeback_tier_price", "Price per unit of tokens of the version in force.",
     ["pricing", "tier", "model", "currency"], registry=REGISTRY,
@@ -47,7 +59,8 @@ reconcile_seconds = Histogram(
 
 def forget_report(namespace: str, report: str) -> None:
     """Drop a deleted report's series (prometheus-client has no remove-by-prefix)."""
-    for gauge in (report_tokens, report_cost, report_unpriced):
+    for gauge in (report_tokens, report_cost, report_unpriced, model_infra_cost,
+                  model_gpu_hours, forecast_tokens):  # fmt: skip
         for labels in list(gauge._metrics):  # the registry's own view of its label sets
             if labels[:2] == (namespace, report):
                 gauge.remove(*labels)

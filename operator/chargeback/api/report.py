@@ -163,13 +163,94 @@ class PeriodSummary(ApiModel):
     """Cost."""
 
 
+Amount = Annotated[str, Field(max_length=40)]
+"""A decimal amount that may be negative (a margin), as a string."""
+
+
+class ModelValue(ApiModel):
+    """Cost to value of one model over the period."""
+
+    name: Annotated[str, Field(max_length=253)]
+    """The model."""
+    tokens: int
+    """Tokens served."""
+    revenue: Amount
+    """Chargeback revenue of its tokens."""
+    infrastructure_cost: Amount
+    """GPU-hours priced by product plus prorated fixed costs."""
+    margin: Amount
+    """Revenue minus infrastructure cost."""
+    gpu_hours: Amount
+    """GPU-hours allocated to its serving pods."""
+    idle_gpu_hours: Amount
+    """GPU-hours in buckets where it served no tokens."""
+    cost_per_million_tokens: Amount | None = None
+    """Infrastructure cost per 1M tokens served."""
+    mean_utilization: Amount | None = None
+    """Mean GPU utilisation in percent (DCGM), when reported."""
+
+
+class ValueTotals(ApiModel):
+    """Cost to value of every model together."""
+
+    revenue: Amount
+    """Chargeback revenue."""
+    infrastructure_cost: Amount
+    """Infrastructure cost."""
+    idle_cost: Amount
+    """Cost of models that served no tokens (not charged to teams)."""
+    margin: Amount
+    """Revenue minus infrastructure cost."""
+    gpu_hours: Amount
+    """GPU-hours."""
+    idle_gpu_hours: Amount
+    """GPU-hours with no tokens served."""
+
+
+class CostToValueSummary(ApiModel):
+    """Revenue beside infrastructure cost; teams' shares are in the exports."""
+
+    totals: ValueTotals
+    """All models."""
+    by_model: Annotated[list[ModelValue], Field(max_length=50)] = []  # noqa: RUF012
+    """Per model (the 50 costliest)."""
+
+
+class ForecastEntry(ApiModel):
+    """Forecast tokens of one model in the next period."""
+
+    name: Annotated[str, Field(max_length=253)]
+    """The model (or total)."""
+    tokens: int
+    """Expected tokens."""
+    lower: int
+    """Lower end of the interval."""
+    upper: int
+    """Upper end of the interval."""
+    gpu_hours: Amount | None = None
+    """GPU-hours those tokens need at the observed tokens per GPU-hour."""
+
+
+class ForecastSummary(ApiModel):
+    """Usage forecast of the next period, for capacity planning."""
+
+    start: dt.datetime
+    """Start of the forecast period."""
+    end: dt.datetime
+    """End of the forecast period."""
+    total: ForecastEntry
+    """Every model together."""
+    by_model: Annotated[list[ForecastEntry], Field(max_length=50)] = []  # noqa: RUF012
+    """Per model (the 50 busiest); per model and tier in the exports."""
+
+
 class UsageReportStatus(ApiModel):
     """A bounded summary of the open (or fixed) period; details live in the exports."""
 
     observed_generation: int = 0
     """The metadata.generation last processed."""
     conditions: Conditions = []  # noqa: RUF012
-    """Ready, Priced, DataComplete, SourceAvailable."""
+    """Ready, Priced, DataComplete, SourceAvailable, CostToValue, Forecast."""
     period: FixedPeriod | None = None
     """The period this summary covers."""
     currency: Annotated[str, Field(max_length=3)] = ""
@@ -186,6 +267,10 @@ class UsageReportStatus(ApiModel):
     """The top users by cost."""
     finalized: Annotated[list[PeriodSummary], Field(max_length=120)] = []  # noqa: RUF012
     """The most recent finalised periods."""
+    cost_to_value: CostToValueSummary | None = None
+    """Revenue against infrastructure cost; unset when unavailable (see CostToValue)."""
+    forecast: ForecastSummary | None = None
+    """Next period's usage forecast; unset when unavailable (see Forecast condition)."""
     exports: Annotated[list[Annotated[str, Field(max_length=253)]], Field(max_length=64)] = []  # noqa: RUF012
     """ConfigMaps holding the full document (JSON and CSV) of the period shown."""
     last_refresh_time: dt.datetime | None = None

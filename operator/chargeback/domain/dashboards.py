@@ -21,6 +21,7 @@ from grafana_foundation_sdk.models import prometheus as prometheus_models
 
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.source import SourceSpec
+from chargeback.domain.infra import InfraSource
 from chargeback.domain.money import parse_decimal
 from chargeback.domain.selectors import Matcher, parse_selector, series_selector
 
@@ -324,3 +325,107 @@ def panel_queries(document: dict[str, Any]) -> list[tuple[str, str]]:
         for panel in document["panels"]
         for target in panel.get("targets", [])
     ]
+
+
+def _products(products: list[str]) -> str:
+    """A vector with one series per GPU product (label product), each of value 1."""
+    return " or ".join(f'label_replace(vector(1), "product", "{p}", "", "")' for p in products)
+
+
+def _on_products(expr: str, products: list[str], factor: str) -> str:
+    """``expr`` (labelled by product) restricted to ``products``, times ``factor``."""
+    return f"(({expr}) * on (product) group_left () ({_products(products)})) * {factor}"
+
+
+def infra_cost_expr(pricing: TierPricingSpec, infra: InfraSource) -> str:
+    """Infrastructure cost per hour by model.
+
+    GPUs by product times their rates, plus fixed monthly costs spread over 730 hours.
+    """
+    costs = pricing.infrastructure
+    if costs is None:
+        return "vector(0)"
+    gpus = infra.gpus()
+    named = [p.name for p in costs.gpu_products]
+    terms = [_on_products(gpus, [p.name], p.gpu_hour) for p in costs.gpu_products]
+    others = f"({gpus}) * {costs.gpu_hour}"
+    if named:
+        others = f"(({gpus}) unless on (product) ({_products(named)})) * {costs.gpu_hour}"
+    terms.append(others)
+    for model in costs.models:
+        hourly = format((parse_decimal(model.monthly) / 730).quantize(Decimal("0.000001")), "f")
+        terms.append(f'label_replace(vector({hourly}), "model", "{model.name}", "", "")')
+    return f"sum by (model) ({' or '.join(terms)})"
+
+
+def value_panels(
+    pricing: TierPricingSpec, source: SourceSpec, metric: str, infra: InfraSource
+) -> list[PanelSpec]:
+    """Cost-to-value panels.
+
+    Revenue against infrastructure cost per model over time, utilisation, idle GPUs and the
+    operator's forecast.
+    """
+    money = f"currency{pricing.currency}"
+    model = source.labels.model
+    revenue = cost_expr(pricing, source, metric, model, "1h")
+    if model != "model":
+        revenue = f'label_replace({revenue}, "model", "$1", "{model}", "(.*)")'
+    tokens = f"sum by ({model}) (increase({_filtered(source, metric)}[1h]))"
+    if model != "model":
+        tokens = f'label_replace({tokens}, "model", "$1", "{model}", "(.*)")'
+    infra_cost = infra_cost_expr(pricing, infra)
+    gpus = f"sum by (model) ({infra.gpus()})"
+    util = infra.utilization()
+    report = 'report=~"$report"'
+    return [
+        PanelSpec("Revenue by model (per hour)", "timeseries", f"sum by (model) ({revenue})",
+                  unit=money, instant=False, legend="{{model}}", width=12, height=8,
+                  interval="1h"),
+        PanelSpec("Infrastructure cost by model (per hour)", "timeseries", infra_cost,
+                  unit=money, instant=False, legend="{{model}}", width=12, height=8,
+                  description="GPUs allocated to serving pods times the GPU-hour rate of "
+                  "their product, plus fixed monthly costs over 730 hours."),
+        PanelSpec("Infrastructure cost per 1M tokens", "timeseries",
+                  f"({infra_cost}) / ({tokens} > 0) * 1000000", unit=money, instant=False,
+                  legend="{{model}}", width=12, height=8, interval="1h"),
+        PanelSpec("GPU utilisation by model", "timeseries",
+                  f"sum by (model) ({util}) / count by (model) ({util})", unit="percent",
+                  instant=False, legend="{{model}}", width=12, height=8),
+        PanelSpec("Allocated GPUs by model", "timeseries", gpus, instant=False,
+                  legend="{{model}}", width=12, height=8),
+        PanelSpec("Idle GPUs (models serving no tokens in the last hour)", "timeseries",
+                  f"{gpus} unless on (model) ({tokens} > 0)", instant=False,
+                  legend="{{model}}", width=12, height=8),
+        PanelSpec("Margin by model (open period)", "bargauge",
+                  f"sum by (model) (chargeback_report_cost{{{report}}}) - sum by (model) "
+                  f"(chargeback_model_infrastructure_cost{{{report}}})", unit=money,
+                  legend="{{model}}", width=12, height=8),
+        PanelSpec("Forecast tokens of the next period", "table",
+                  f"sum by (model, bound) (chargeback_forecast_tokens{{{report}}})",
+                  legend="{{model}} {{bound}}", width=12, height=8,
+                  description="From the report's forecast: expected tokens with the lower "
+                  "and upper end of its interval."),
+    ]  # fmt: skip
+
+
+def build_value_dashboard(
+    name: str, pricing: TierPricingSpec, source: SourceSpec, metric: str, infra: InfraSource
+) -> dict[str, Any]:
+    """The cost-to-value dashboard JSON for one pricing and source."""
+    board = (
+        dashboard.Dashboard(f"AI models: cost to value ({name})")
+        .uid(f"chargeback-value-{name}"[:40])
+        .tags(["chargeback", "ai-gateway", "cost-to-value"])
+        .time("now-7d", "now")
+        .refresh("15m")
+        .timezone("browser")
+        .with_variable(
+            dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus")
+        )
+        .with_variable(_variable("report", "label_values(chargeback_report_tokens, report)"))
+    )
+    for panel_id, spec in enumerate(value_panels(pricing, source, metric, infra), start=1):
+        board = board.with_panel(_panel(spec, panel_id))
+    encoded: dict[str, Any] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
+    return encoded

@@ -6,8 +6,8 @@ forecast of a period is the sum of its days. Its interval is the sum of the dail
 intervals: wider than the exact interval of a sum would be, on purpose. Intervals from
 simulated paths came out far too narrow in the backtest (40% coverage at a nominal 80%, as
 they ignore parameter uncertainty); the summed ones covered 97% (docs/benchmarks.md). For
-capacity planning an honest, wide range beats a confident wrong one. Fewer than three weeks of history give no forecast: with one or two
-seasons a weekly pattern cannot be told from noise.
+capacity planning an honest, wide range beats a confident wrong one. Fewer than three weeks of
+history give no forecast: with one or two seasons a weekly pattern cannot be told from noise.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
-
 
 DAY_MS = 86_400_000
 SEASON = 7
@@ -44,7 +43,7 @@ class Forecast:
 
 
 def forecast(history: Sequence[int], horizon_days: int) -> Forecast:
-    """Tokens over the next ``horizon_days`` days after ``history`` (complete days, oldest first)."""
+    """Tokens over the ``horizon_days`` days after ``history`` (complete days, oldest first)."""
     if len(history) < MIN_DAYS:
         raise InsufficientHistory(
             f"{len(history)} complete days of usage; a forecast needs {MIN_DAYS}"

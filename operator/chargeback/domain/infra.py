@@ -108,7 +108,7 @@ class InfraSource:
         )
         return (
             "sum by (model, product) ("
-            f'sum by (namespace, pod) (kube_pod_container_resource_requests{{resource={resource}}})'
+            f"sum by (namespace, pod) (kube_pod_container_resource_requests{{resource={resource}}})"
             f" * on (namespace, pod) {RUNNING}"
             f" * on (namespace, pod) group_left (model) {self.pod_models()}"
             f" * on (namespace, pod) group_left (product) {products})"

@@ -22,6 +22,7 @@ from typing import Any
 from chargeback.api.pricing import InfrastructureCosts
 from chargeback.domain.infra import HOUR_MS, GpuRow, UtilizationRow, gpu_hours
 from chargeback.domain.money import format_money, parse_decimal, quantum, round_money
+from chargeback.domain.periods import Period
 from chargeback.domain.pricing import PriceBook
 from chargeback.domain.reports import ReportDocument, iso
 from chargeback.domain.usage import Gap, UsageRow
@@ -75,24 +76,9 @@ def cost_to_value(
     """The cost-to-value section of ``document``."""
     period = document.period
     through = min(infra.through_ms, period.end_ms)
-    costed = [
-        start
-        for start in range(period.start_ms, through, bucket_ms)
-        if _costs(book, start) is not None
-    ]
-    if not any(v.spec.infrastructure for v in book.versions):
-        return unavailable(
-            "the TierPricing sets no spec.infrastructure costs (GPU-hour rates), so "
-            "infrastructure cost and margins cannot be computed"
-        )
-    if through <= period.start_ms:
-        return unavailable("no infrastructure usage is collected for this period yet")
-    missing = sum(min(g.end_ms, through) - max(g.start_ms, period.start_ms) for g in infra.gaps
-                  if g.start_ms < through and g.end_ms > period.start_ms)  # fmt: skip
-    if missing >= through - period.start_ms:
-        reason = infra.gaps[-1].reason if infra.gaps else "no data"
-        return unavailable(f"no infrastructure metrics for this period: {reason}")
-
+    reason = _unavailable_reason(book, infra, period.start_ms, through)
+    if reason:
+        return unavailable(reason)
     models: dict[str, _Model] = defaultdict(_Model)
     team_tokens: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     team_revenue: dict[str, Decimal] = defaultdict(Decimal)
@@ -106,34 +92,23 @@ def cost_to_value(
         for row in usage
         if row.tokens and period.contains(row.bucket_start_ms)
     }
-    for gpu in infra.gpu:
-        if not (period.start_ms <= gpu.bucket_start_ms < period.end_ms):
-            continue
-        entry = models[gpu.model]
-        entry.gpu_ms += gpu.gpu_ms
-        if (gpu.model, gpu.bucket_start_ms) not in served:
-            entry.idle_gpu_ms += gpu.gpu_ms
-        costs = _costs(book, gpu.bucket_start_ms)
-        if costs is None:
-            entry.uncosted_gpu_ms += gpu.gpu_ms
-            continue
-        rate = next((p.gpu_hour for p in costs.gpu_products if p.name == gpu.product),
-                    costs.gpu_hour)  # fmt: skip
-        entry.gpu_exact += Decimal(gpu.gpu_ms) * parse_decimal(rate) / HOUR_MS
+    _add_gpus(models, infra, book, served, period)
     for util in infra.utilization:
-        if period.start_ms <= util.bucket_start_ms < period.end_ms:
+        if period.contains(util.bucket_start_ms):
             models[util.model].busy_ms += util.busy_ms
             models[util.model].observed_gpu_ms += util.observed_gpu_ms
-    for start in costed:
+    for start in range(period.start_ms, through, bucket_ms):
         costs = _costs(book, start)
-        assert costs is not None  # noqa: S101 - filtered above
         share = Decimal(min(bucket_ms, period.end_ms - start)) / month_ms(start)
-        for fixed in costs.models:
+        for fixed in costs.models if costs else []:
             models[fixed.name].fixed_exact += parse_decimal(fixed.monthly) * share
 
     currency = document.currency
-    money = lambda amount: format_money(amount, currency)  # noqa: E731
-    by_model = []
+
+    def money(amount: Decimal) -> str:
+        return format_money(amount, currency)
+
+    by_model: list[dict[str, Any]] = []
     team_cost: dict[str, Decimal] = defaultdict(Decimal)
     idle_cost = Decimal(0)
     for name, entry in models.items():
@@ -159,7 +134,7 @@ def cost_to_value(
             "costPerMillionTokens": _per_million(cost, entry.tokens),
         })  # fmt: skip
     by_model.sort(key=lambda m: (-Decimal(m["infrastructureCost"]), -m["tokens"], m["name"]))
-    by_team = [
+    by_team: list[dict[str, Any]] = [
         {"name": team, "tokens": sum(t.get(team, 0) for t in team_tokens.values()),
          "revenue": money(team_revenue[team]), "infrastructureCost": money(team_cost[team]),
          "margin": money(team_revenue[team] - team_cost[team])}
@@ -181,16 +156,7 @@ def cost_to_value(
                                         sum(m.observed_gpu_ms for m in models.values())),
         "costPerMillionTokens": _per_million(total_cost, document.tokens),
     }  # fmt: skip
-    notes = []
-    if not infra.gpu:
-        notes.append(
-            "no GPUs allocated to model-serving pods in this period "
-            "(check the pod label that names the model)"
-        )
-    if not any(m.observed_gpu_ms for m in models.values()):
-        notes.append("no GPU utilisation metrics (DCGM) for the serving pods: utilisation unknown")
-    if any(m.uncosted_gpu_ms for m in models.values()):
-        notes.append("some GPU-hours fall under a price version without infrastructure costs")
+    notes = _notes(models, infra)
     return {
         "available": True,
         "reason": "; ".join(notes),
@@ -204,6 +170,65 @@ def cost_to_value(
             if g.start_ms < period.end_ms and g.end_ms > period.start_ms
         ],
     }
+
+
+def _notes(models: dict[str, _Model], infra: InfraUsage) -> list[str]:
+    """What the reader of an available cost-to-value should know about its completeness."""
+    notes = []
+    if not infra.gpu:
+        notes.append(
+            "no GPUs allocated to model-serving pods in this period "
+            "(check the pod label that names the model)"
+        )
+    if not any(m.observed_gpu_ms for m in models.values()):
+        notes.append("no GPU utilisation metrics (DCGM) for the serving pods: utilisation unknown")
+    if any(m.uncosted_gpu_ms for m in models.values()):
+        notes.append("some GPU-hours fall under a price version without infrastructure costs")
+    return notes
+
+
+def _unavailable_reason(book: PriceBook, infra: InfraUsage, start: int, through: int) -> str:
+    """Why a period can have no cost-to-value, or "" when it can."""
+    if not any(v.spec.infrastructure for v in book.versions):
+        return (
+            "the TierPricing sets no spec.infrastructure costs (GPU-hour rates), so "
+            "infrastructure cost and margins cannot be computed"
+        )
+    if through <= start:
+        return "no infrastructure usage is collected for this period yet"
+    missing = sum(
+        min(g.end_ms, through) - max(g.start_ms, start)
+        for g in infra.gaps
+        if g.start_ms < through and g.end_ms > start
+    )
+    if missing >= through - start:
+        reason = infra.gaps[-1].reason if infra.gaps else "no data"
+        return f"no infrastructure metrics for this period: {reason}"
+    return ""
+
+
+def _add_gpus(
+    models: dict[str, _Model],
+    infra: InfraUsage,
+    book: PriceBook,
+    served: set[tuple[str, int]],
+    period: Period,
+) -> None:
+    """GPU-hours, idle GPU-hours and their exact cost at the rates in force per bucket."""
+    for gpu in infra.gpu:
+        if not period.contains(gpu.bucket_start_ms):
+            continue
+        entry = models[gpu.model]
+        entry.gpu_ms += gpu.gpu_ms
+        if (gpu.model, gpu.bucket_start_ms) not in served:
+            entry.idle_gpu_ms += gpu.gpu_ms
+        costs = _costs(book, gpu.bucket_start_ms)
+        if costs is None:
+            entry.uncosted_gpu_ms += gpu.gpu_ms
+            continue
+        rate = next((p.gpu_hour for p in costs.gpu_products if p.name == gpu.product),
+                    costs.gpu_hour)  # fmt: skip
+        entry.gpu_exact += Decimal(gpu.gpu_ms) * parse_decimal(rate) / HOUR_MS
 
 
 def allocate(amount: Decimal, weights: dict[str, int], currency: str) -> dict[str, Decimal]:

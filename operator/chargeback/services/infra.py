@@ -63,9 +63,9 @@ class InfraCollector:
         record = self.ledger.source(self.source_id)
         if record is None:
             first = start_ms - start_ms % bucket
+            definition = asdict(self.source)
             record = self.ledger.bootstrap(
-                SourceRecord(self.source_id, asdict(self.source), "gpu", bucket, first, first, True),
-                {},
+                SourceRecord(self.source_id, definition, "gpu", bucket, first, first, True), {}
             )
         end = end_ms - end_ms % bucket
         size = CHUNK_BUCKETS
@@ -135,8 +135,10 @@ class InfraCollector:
             counts = observed.get(key, {})
             for end, value in points.items():
                 seen = _whole(counts.get(end, 0.0) * resolution, "utilisation")
-                row = UtilizationRow(end - bucket, model, _whole(value * resolution, "util"), seen)
-                result[end - bucket].utilization.append(row)
+                busy_ms = _whole(value * resolution, "utilisation")
+                result[end - bucket].utilization.append(
+                    UtilizationRow(end - bucket, model, busy_ms, seen)
+                )
         return result
 
     def _apply(self, watermark: int, buckets: dict[int, _Bucket]) -> int:

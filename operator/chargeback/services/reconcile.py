@@ -36,7 +36,7 @@ from chargeback.api.report import UsageReportSpec
 from chargeback.api.source import DEFAULT_METRICS
 from chargeback.domain import buckets
 from chargeback.domain.conditions import Cond, merge, ready
-from chargeback.domain.dashboards import build_dashboard
+from chargeback.domain.dashboards import build_dashboard, build_value_dashboard
 from chargeback.domain.infra import InfraSource
 from chargeback.domain.periods import Period, is_final, previous_period, report_period
 from chargeback.domain.pricing import PriceBook, PriceVersion, spec_digest
@@ -309,8 +309,13 @@ class Reconciler:
         uid = object_uid(self.api, "tierpricings", pricing)
         if uid is None:
             return
+        owner = PricingOwner(pricing, uid)
         document = build_dashboard(pricing, current.spec, spec.source, metric)
-        provision(self.api, self.settings.dashboards, PricingOwner(pricing, uid), name, document)
+        provision(self.api, self.settings.dashboards, owner, name, document)
+        infra = self.settings.infrastructure
+        if infra is not None and current.spec.infrastructure is not None:
+            value = build_value_dashboard(pricing, current.spec, spec.source, metric, infra)
+            provision(self.api, self.settings.dashboards, owner, f"{name}-value", value)
         self._provisioned[name] = (inputs, time.monotonic())
 
     def _check(self, spec: dict[str, Any]) -> tuple[UsageReportSpec, PriceBook] | tuple[str, str]:
@@ -370,7 +375,17 @@ class Reconciler:
                       f"{unpriced} tokens have no price (tiers or models missing from the "
                       "pricing, or usage before its first version)")
         )  # fmt: skip
-        return [Cond("SourceAvailable", True, "Collected"), data, priced]
+        value = document.get("costToValue") or {"available": False, "reason": "not computed"}
+        forecast = document.get("forecast") or {"available": False, "reason": "not computed"}
+        insight = [
+            Cond("CostToValue", True, "Computed", value["reason"])
+            if value["available"]
+            else Cond("CostToValue", False, "Unavailable", value["reason"]),
+            Cond("Forecast", True, "Computed", forecast.get("reason", ""))
+            if forecast["available"]
+            else Cond("Forecast", False, "Unavailable", forecast["reason"]),
+        ]
+        return [Cond("SourceAvailable", True, "Collected"), data, priced, *insight]
 
     def _summary(
         self,
@@ -412,6 +427,18 @@ class Reconciler:
         metrics.report_unpriced.labels(owner.namespace, owner.name).set(
             document["totals"]["unpricedTokens"]
         )
+        ctv, forecast = document.get("costToValue") or {}, document.get("forecast") or {}
+        for model in ctv.get("byModel", []) if ctv.get("available") else []:
+            metrics.model_infra_cost.labels(owner.namespace, owner.name, model["name"],
+                                            document["currency"]).set(
+                float(model["infrastructureCost"]))  # fmt: skip
+            metrics.model_gpu_hours.labels(owner.namespace, owner.name, model["name"]).set(
+                float(model["gpuHours"])
+            )
+        for model in forecast.get("byModel", []) if forecast.get("available") else []:
+            for bound in ("tokens", "lower", "upper"):
+                metrics.forecast_tokens.labels(owner.namespace, owner.name, model["name"],
+                                               bound).set(model[bound])  # fmt: skip
         if rendered.collected is not None:
             source = rendered.collected.source_id
             metrics.watermark.labels(source).set(rendered.collected.watermark_ms / 1000)
@@ -445,7 +472,26 @@ def summarize(
     now_iso: str,
 ) -> dict[str, Any]:
     """The bounded status summary of a document: its size does not grow with users."""
+    value, forecast = document.get("costToValue"), document.get("forecast")
+    insight: dict[str, Any] = {"costToValue": None, "forecast": None}
+    if value and value["available"]:
+        keys = ("name", "tokens", "revenue", "infrastructureCost", "margin", "gpuHours",
+                "idleGpuHours", "costPerMillionTokens", "meanUtilization")  # fmt: skip
+        totals = ("revenue", "infrastructureCost", "idleCost", "margin", "gpuHours",
+                  "idleGpuHours")  # fmt: skip
+        insight["costToValue"] = {
+            "totals": {k: value["totals"][k] for k in totals},
+            "byModel": [{k: m[k] for k in keys} for m in value["byModel"][:50]],
+        }
+    if forecast and forecast["available"]:
+        busiest = sorted(forecast["byModel"], key=lambda m: (-m["tokens"], m["name"]))[:50]
+        insight["forecast"] = {
+            **forecast["period"],
+            "total": {"name": "total", **forecast["totals"]},
+            "byModel": busiest,
+        }
     return {
+        **insight,
         "period": document["period"],
         "currency": document["currency"],
         "totals": document["totals"],

@@ -100,11 +100,12 @@ def simulate_serving(scenario: ServingScenario) -> ServingSimulation:
     ns = scenario.namespace
     end_ms = scenario.start_ms + scenario.hours * HOUR_MS
     step = scenario.scrape_interval_ms
+    t0 = scenario.start_ms
     pods = [
-        (f"{d.model}-predictor-{i}", d, scenario.start_ms + a, None if b is None else scenario.start_ms + b)
+        (f"{d.model}-predictor-{i}", d, t0 + a, None if b is None else t0 + b)
         for d in scenario.deployments
         for i, (a, b) in enumerate(d.pods)
-    ]  # fmt: skip
+    ]
     products = sorted({d.product for d in scenario.deployments})
     for t in range(scenario.start_ms, end_ms + 1, step):
         bucket = bucket_start(t, scenario.bucket_ms)

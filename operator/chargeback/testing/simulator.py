@@ -56,7 +56,7 @@ class Scenario:
         if self.weekly:
             weekday = (t_ms // 86_400_000 + 3) % 7  # 1970-01-01 was a Thursday
             factor *= self.weekly[weekday]
-        return factor
+        return float(factor)
 
 
 @dataclass
