@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
-from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
 DAY_MS = 86_400_000
 SEASON = 7
@@ -48,6 +46,11 @@ def forecast(history: Sequence[int], horizon_days: int) -> Forecast:
         raise InsufficientHistory(
             f"{len(history)} complete days of usage; a forecast needs {MIN_DAYS}"
         )
+    # Imported on first use: pandas and statsmodels take a second to load, and most CLI
+    # commands never forecast.
+    import pandas as pd  # noqa: PLC0415
+    from statsmodels.tsa.exponential_smoothing.ets import ETSModel  # noqa: PLC0415
+
     series = pd.Series(np.asarray(history, dtype=float))
     scale = float(series.max())
     if scale == 0:

@@ -30,6 +30,7 @@ from chargeback.testing.kube import ControlPlane, install_crds
 from chargeback.testing.pictures import draw
 from chargeback.testing.process import ManagedProcess, free_port
 from chargeback.testing.prometheus import PrometheusServer
+from chargeback.testing.serving import Deployment, ServingScenario, simulate_serving
 from chargeback.testing.simulator import HOUR_MS, Scenario, Simulation, simulate
 from chargeback.testing.tools import binary
 
@@ -106,7 +107,8 @@ def run_demo(options: DemoOptions, console: Console) -> bool:
         what = f"{options.hours} h of gateway traffic for {options.users} users"
         with console.status(f"Simulating {what} (3 tiers, 5 models, 2 Limitador replicas)"):
             sim = simulate(scenario)
-            om = sim.write_openmetrics(options.output / "traffic.om")
+            serving = simulate_serving(_serving(start, options.hours))
+            om = sim.write_openmetrics(options.output / "traffic.om", serving.openmetrics())
         console.print(f"Simulated {sum(len(v) for v in sim.samples.values()):,} samples, one "
                       "Limitador restart; Prometheus backfilled with promtool")  # fmt: skip
         prometheus = PrometheusServer(workdir / "prometheus", openmetrics=om)
@@ -127,7 +129,7 @@ def run_demo(options: DemoOptions, console: Console) -> bool:
             "--token-file", "", "--ca-file", "", "--refresh-seconds", "10",
             "--ledger", f"sqlite:///{(workdir / 'ledger.db').resolve()}",
             "--metrics-port", str(metrics_port), "--liveness-port", str(free_port()),
-        ], workdir / "operator.log", env=env)  # fmt: skip
+        ], workdir / "operator.log", env={**env, "CHARGEBACK_GPU_RESOLUTION": "60s"})  # fmt: skip
         stack.callback(operator.stop)
         operator.start()
         console.print(f"Operator running (log: {workdir / 'operator.log'}; metrics: "
@@ -153,6 +155,22 @@ def run_demo(options: DemoOptions, console: Console) -> bool:
             except KeyboardInterrupt:
                 console.print("Stopping.")
         return ok
+
+
+def _serving(start: int, hours: int) -> ServingScenario:
+    """GPU serving pods of the five models (plus one nobody calls), for cost to value."""
+    half = hours // 2 * HOUR_MS
+    return ServingScenario(
+        start_ms=start, hours=hours, scrape_interval_ms=60_000,
+        deployments=(
+            Deployment("granite-3-8b", "NVIDIA-L40S", 1, ((0, None), (half, None))),
+            Deployment("llama-3-70b", "NVIDIA-A100-SXM4-80GB", 4, ((0, None),), utilization=75),
+            Deployment("mistral-7b", "NVIDIA-L40S", 1, ((0, None),)),
+            Deployment("qwen-2-72b", "NVIDIA-H100-80GB-HBM3", 2, ((0, None),), utilization=45),
+            Deployment("phi-3-mini", "NVIDIA-L40S", 1, ((0, None),), utilization=30),
+            Deployment("deepseek-r1", "NVIDIA-H100-80GB-HBM3", 8, ((0, half),), utilization=3),
+        ),
+    )  # fmt: skip
 
 
 def _dashboards(
