@@ -27,7 +27,9 @@ def test_weekly_report_forecasts_next_week_per_model_and_tier(tmp_path: Path) ->
         "spec": {"pricingRef": {"name": "maas"}, "schedule": {"interval": "weekly"}},
     }))  # fmt: skip
     pricing = tmp_path / "pricing.yaml"
-    pricing.write_text(yaml.safe_dump(pricing_doc(PRICES_V1, "2025-01-01T00:00:00Z")))
+    priced = pricing_doc(PRICES_V1, "2025-01-01T00:00:00Z")
+    priced["spec"]["infrastructure"] = {"gpuHour": "2.00"}
+    pricing.write_text(yaml.safe_dump(priced))
     with PrometheusServer(tmp_path / "prometheus", openmetrics=openmetrics) as prometheus:
         result = run("--prometheus-url", prometheus.url, "--pricing", str(pricing),
                      "--report", str(report), "--format", "json",
@@ -54,6 +56,8 @@ def test_weekly_report_forecasts_next_week_per_model_and_tier(tmp_path: Path) ->
     assert total["lower"] <= sum(actual.values()) <= total["upper"]
     tiers = {(t["model"], t["tier"]) for t in section["byModelTier"]}
     assert {tier for _, tier in tiers} == {"free", "premium", "enterprise"}
+    # GPU rates are set, but this Prometheus has no kube-state-metrics: said so, report intact.
     assert document["costToValue"]["available"] is False
+    assert "no kube-state-metrics data" in document["costToValue"]["reason"]
     assert table.returncode == 0, table.stderr
     assert "Forecast" in table.stdout
