@@ -18,7 +18,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from chargeback.domain.forecast import DAY_MS, forecast
+from chargeback.domain.buckets import DAY_MS
+from chargeback.domain.forecast import forecast
 from chargeback.testing.simulator import Scenario, simulate
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -202,9 +202,7 @@ def make_infra_source(options: dict[str, Any]) -> InfraSource | None:
         source = InfraSource(
             model_label=options.pop("gpu_model_label"),
             product_label=options.pop("gpu_product_label"),
-            resolution_ms=int(
-                buckets.parse_duration(options.pop("gpu_resolution")).total_seconds() * 1000
-            ),
+            resolution_ms=buckets.duration_ms(options.pop("gpu_resolution")),
             gpu_query=options.pop("gpu_query"),
             utilization_query=options.pop("gpu_utilization_query"),
         )
@@ -433,7 +431,7 @@ def report(
         Collector(prometheus, ledger, CollectorSettings(bucket_ms=bucket_ms)), ledger, infra
     )
     period = report_period(spec, at_ms)
-    history = period.start_ms - history_days * 86_400_000
+    history = period.start_ms - history_days * buckets.DAY_MS
     try:
         rendered = service.render(report_name, spec, book, now_ms=now_ms, period=period,
                                   groups=groups, history_start_ms=history)  # fmt: skip
@@ -463,7 +461,7 @@ def read_groups(kubeconfig: Path) -> dict[str, list[str]] | None:
 
 def _bucket_ms(bucket: str) -> int:
     try:
-        return int(buckets.parse_duration(bucket).total_seconds() * 1000)
+        return buckets.duration_ms(bucket)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--bucket") from exc
 

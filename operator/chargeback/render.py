@@ -24,15 +24,26 @@ def render_table(document: dict[str, Any], out: Console) -> None:
         out.print(f"[yellow]Data collected through {document['dataThrough']} only[/yellow]")
     for title, key in (("By tier", "byTier"), ("By team", "byTeam"), ("By model", "byModel"),
                        ("Top users by cost", "topUsersByCost")):  # fmt: skip
-        table = Table(title=title, title_justify="left")
-        table.add_column("name")
-        table.add_column("tokens", justify="right")
-        table.add_column(f"cost ({currency})", justify="right")
-        for row in document[key]:
-            table.add_row(row["name"] or "(none)", f"{row['tokens']:,}", row["cost"])
-        out.print(table)
+        rows = [{**row, "name": row["name"] or "(none)"} for row in document[key]]
+        columns = {"name": "name", "tokens": "tokens", "cost": f"cost ({currency})"}
+        out.print(_table(title, columns, rows))
     render_value(document, out)
     render_forecast(document, out)
+
+
+def _table(title: str, columns: dict[str, str], rows: list[dict[str, Any]]) -> Table:
+    """A table of ``rows`` showing ``columns`` (document key -> header).
+
+    The first column is left-aligned; numbers right-aligned with thousands separators; missing
+    values show as "-".
+    """
+    table = Table(title=title, title_justify="left")
+    for index, header in enumerate(columns.values()):
+        table.add_column(header, justify="left" if index == 0 else "right")
+    for row in rows:
+        cells = (row.get(key) for key in columns)
+        table.add_row(*("-" if c is None else f"{c:,}" if isinstance(c, int) else c for c in cells))
+    return table
 
 
 def render_value(document: dict[str, Any], out: Console) -> None:
@@ -51,17 +62,11 @@ def render_value(document: dict[str, Any], out: Console) -> None:
     )
     if section["reason"]:
         out.print(f"[yellow]{section['reason']}[/yellow]")
-    table = Table(title=f"Cost to value by model ({currency})", title_justify="left")
-    columns = ("name", "tokens", "revenue", "infrastructureCost", "margin",
-               "costPerMillionTokens", "gpuHours", "idleGpuHours", "meanUtilization")  # fmt: skip
-    headers = ("model", "tokens", "revenue", "infra cost", "margin", "cost/1M tokens",
-               "GPU-h", "idle GPU-h", "util %")  # fmt: skip
-    for header in headers:
-        table.add_column(header, justify="left" if header == "model" else "right")
-    for row in section["byModel"]:
-        cells = [row[c] for c in columns]
-        table.add_row(*("-" if c is None else f"{c:,}" if isinstance(c, int) else c for c in cells))
-    out.print(table)
+    columns = {"name": "model", "tokens": "tokens", "revenue": "revenue",
+               "infrastructureCost": "infra cost", "margin": "margin",
+               "costPerMillionTokens": "cost/1M tokens", "gpuHours": "GPU-h",
+               "idleGpuHours": "idle GPU-h", "meanUtilization": "util %"}  # fmt: skip
+    out.print(_table(f"Cost to value by model ({currency})", columns, section["byModel"]))
 
 
 def render_forecast(document: dict[str, Any], out: Console) -> None:
@@ -73,14 +78,9 @@ def render_forecast(document: dict[str, Any], out: Console) -> None:
         out.print(f"[yellow]Forecast unavailable: {section['reason']}[/yellow]")
         return
     period = section["period"]
-    table = Table(
-        title=f"Forecast {period['start']} - {period['end']} ({section['interval']} interval, "
-        f"from {section['history']['days']} days)",
-        title_justify="left",
-    )
-    for header in ("model", "tokens", "lower", "upper", "GPU-h"):
-        table.add_column(header, justify="left" if header == "model" else "right")
-    for row in [*section["byModel"], {"name": "total", **section["totals"], "gpuHours": None}]:
-        table.add_row(row["name"], f"{row['tokens']:,}", f"{row['lower']:,}",
-                      f"{row['upper']:,}", row["gpuHours"] or "-")  # fmt: skip
-    out.print(table)
+    title = (f"Forecast {period['start']} - {period['end']} ({section['interval']} interval, "
+             f"from {section['history']['days']} days)")  # fmt: skip
+    columns = {"name": "model", "tokens": "tokens", "lower": "lower", "upper": "upper",
+               "gpuHours": "GPU-h"}  # fmt: skip
+    rows = [*section["byModel"], {"name": "total", **section["totals"]}]
+    out.print(_table(title, columns, rows))

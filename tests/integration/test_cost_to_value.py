@@ -18,8 +18,8 @@ from tests.integration.test_report import (
     START,
     hand_priced,
     pricing_doc,
-    report_doc,
     run,
+    write_report,
 )
 
 DEFAULT_RATE = "1.10"
@@ -52,10 +52,7 @@ def hand_costs(traffic: Traffic) -> dict[str, Decimal]:
 
 @pytest.fixture
 def cost_files(tmp_path: Path, traffic: Traffic) -> dict[str, Any]:
-    users = sorted({k[0] for k in traffic.sim.truth(START, END)})
-    team = set(users[:7])
-    report = tmp_path / "report.yaml"
-    report.write_text(yaml.safe_dump(report_doc(sorted(team))))
+    report, team = write_report(tmp_path, traffic)
     pricing = tmp_path / "pricing.yaml"
     pricing.write_text(yaml.safe_dump(infra_pricing()))
     return {"report": report, "pricing": pricing, "team": team}
@@ -78,7 +75,7 @@ def test_margins_equal_hand_computed_values(traffic: Traffic, cost_files: dict[s
         revenue[model] += Decimal(cost)
         tokens[model] += count
     costs = hand_costs(traffic)
-    gpu_ms = traffic.serving.gpu_hours_by_model(START, END)
+    gpu_ms = traffic.serving.gpu_ms_by_model(START, END)
     by_model = {m["name"]: m for m in section["byModel"]}
     assert set(by_model) == set(costs) | set(revenue)
     for model, entry in by_model.items():

@@ -74,7 +74,7 @@ def test_gpu_hours_stay_exact_per_model_over_any_range(traffic: Traffic) -> None
     for row in usage.gpu:
         by_model[row.model] += row.gpu_ms
     day = (T0 + 24 * HOUR_MS, T0 + 48 * HOUR_MS)
-    assert dict(by_model) == traffic.serving.gpu_hours_by_model(*day)
+    assert dict(by_model) == traffic.serving.gpu_ms_by_model(*day)
     # 4 GPUs of llama for 24 hours, exactly.
     assert by_model["llama-3-70b"] == 4 * 24 * HOUR_MS
 

@@ -96,12 +96,18 @@ def hand_priced(traffic: Traffic, team_users: set[str], *, versioned: bool) -> d
     }
 
 
-@pytest.fixture
-def files(tmp_path: Path, traffic: Traffic) -> dict[str, Any]:
+def write_report(tmp_path: Path, traffic: Traffic) -> tuple[Path, set[str]]:
+    """The day-2 report manifest with a team of seven active users, and that team."""
     users = sorted({k[0] for k in traffic.sim.truth(START, END)})
     team = set(users[:7])
     report = tmp_path / "report.yaml"
     report.write_text(yaml.safe_dump(report_doc(sorted(team))))
+    return report, team
+
+
+@pytest.fixture
+def files(tmp_path: Path, traffic: Traffic) -> dict[str, Any]:
+    report, team = write_report(tmp_path, traffic)
     single = tmp_path / "pricing.yaml"
     single.write_text(yaml.safe_dump(pricing_doc(PRICES_V1, None)))
     versioned = tmp_path / "pricing-versions.yaml"

@@ -21,13 +21,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from chargeback.domain.buckets import DAY_MS
 from chargeback.domain.counters import State
 from chargeback.domain.infra import GpuRow, UtilizationRow
 from chargeback.domain.series import SeriesKey, key_from_text, key_text
 from chargeback.domain.usage import Gap, UsageRow
 
 metadata = sa.MetaData()
-DAY_MS = 86_400_000
 
 schema_version = sa.Table(
     "schema_version", metadata, sa.Column("version", sa.Integer, nullable=False)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
@@ -15,6 +18,11 @@ def parse_duration(text: str) -> dt.timedelta:
         raise ValueError(f"invalid duration {text!r}: use forms like 1h, 30m, 1d12h")
     days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
     return dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def duration_ms(text: str) -> int:
+    """A duration like ``1h`` or ``30s`` in milliseconds; ValueError naming a bad input."""
+    return int(parse_duration(text).total_seconds() * 1000)
 
 
 def to_ms(moment: dt.datetime) -> int:

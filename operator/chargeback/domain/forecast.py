@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DAY_MS = 86_400_000
 SEASON = 7
 MIN_DAYS = 3 * SEASON
 HISTORY_DAYS = 8 * SEASON

@@ -19,9 +19,9 @@ import re
 from dataclasses import asdict, dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
+from chargeback.domain.buckets import HOUR_MS
 from chargeback.domain.selectors import quote
 
-HOUR_MS = 3_600_000
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 RUNNING = 'max by (namespace, pod) (kube_pod_status_phase{phase="Running"} == 1)'
 """(namespace, pod) of running pods: finished pods' series linger without staleness markers."""
@@ -122,10 +122,6 @@ class InfraSource:
             f'{self.utilization_metric}{{pod!=""}} * on (namespace, pod) group_left () {RUNNING}'
             f" * on (namespace, pod) group_left (model) {self.pod_models()}"
         )
-
-    def presence(self) -> str:
-        """Non-empty at an instant when kube-state-metrics data is there at all."""
-        return "count(kube_node_labels)"
 
 
 def gpu_hours(gpu_ms: int) -> str:

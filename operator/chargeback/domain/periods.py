@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from chargeback.api.report import UsageReportSpec
-from chargeback.domain.buckets import parse_duration, to_ms
+from chargeback.domain.buckets import duration_ms, to_ms
 
 
 @dataclass(frozen=True, order=True)
@@ -72,7 +72,7 @@ def report_period(spec: UsageReportSpec, t_ms: int) -> Period:
 def grace_ms(spec: UsageReportSpec) -> int:
     """The report's grace period in milliseconds (fixed periods use the schedule default)."""
     text = spec.schedule.grace_period if spec.schedule else "2h"
-    return int(parse_duration(text).total_seconds() * 1000)
+    return duration_ms(text)
 
 
 def is_final(period: Period, spec: UsageReportSpec, now_ms: int) -> bool:

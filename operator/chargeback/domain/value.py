@@ -20,7 +20,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from chargeback.api.pricing import InfrastructureCosts
-from chargeback.domain.infra import HOUR_MS, GpuRow, UtilizationRow, gpu_hours
+from chargeback.domain.buckets import HOUR_MS
+from chargeback.domain.infra import GpuRow, UtilizationRow, gpu_hours
 from chargeback.domain.money import format_money, parse_decimal, quantum, round_money
 from chargeback.domain.periods import Period
 from chargeback.domain.pricing import PriceBook

@@ -17,6 +17,7 @@ from chargeback.adapters.ledger import Ledger, SourceRecord, Step, StepConflict
 from chargeback.adapters.prometheus import PrometheusClient, PrometheusQueryError, QueryTooLarge
 from chargeback.api.source import DEFAULT_METRICS, SourceSpec
 from chargeback.domain import buckets
+from chargeback.domain.buckets import HOUR_MS
 from chargeback.domain.counters import (
     Sample,
     State,
@@ -30,7 +31,6 @@ from chargeback.domain.usage import Gap, UsageRow
 
 log = logging.getLogger(__name__)
 
-HOUR_MS = 3_600_000
 MIN_SPLIT_MS = 60_000
 RAW_BATCH_USERS = 200
 NO_DATA_GAP = (

@@ -82,7 +82,7 @@ class OperatorSettings:
             utilization_metric=env.get(
                 "CHARGEBACK_GPU_UTILIZATION_METRIC", defaults.utilization_metric
             ),
-            resolution_ms=_duration_ms(env.get("CHARGEBACK_GPU_RESOLUTION", "30s")),
+            resolution_ms=buckets.duration_ms(env.get("CHARGEBACK_GPU_RESOLUTION", "30s")),
             gpu_query=env.get("CHARGEBACK_GPU_QUERY", ""),
             utilization_query=env.get("CHARGEBACK_GPU_UTILIZATION_QUERY", ""),
         )
@@ -97,7 +97,7 @@ class OperatorSettings:
                 verify_tls=env.get("CHARGEBACK_PROMETHEUS_INSECURE", "") != "true",
             ),
             ledger_dsn=env.get("CHARGEBACK_LEDGER", f"sqlite:///{data_dir / 'ledger.db'}"),
-            bucket_ms=_duration_ms(env.get("CHARGEBACK_BUCKET", "1h")),
+            bucket_ms=buckets.duration_ms(env.get("CHARGEBACK_BUCKET", "1h")),
             refresh_seconds=float(env.get("CHARGEBACK_REFRESH_SECONDS", "60")),
             metrics_port=int(env.get("CHARGEBACK_METRICS_PORT", "8080")),
             history_days=int(env.get("CHARGEBACK_HISTORY_DAYS", "62")),
@@ -503,10 +503,6 @@ def summarize(
         "exports": exports,
         "lastRefreshTime": now_iso,
     }
-
-
-def _duration_ms(text: str) -> int:
-    return int(buckets.parse_duration(text).total_seconds() * 1000)
 
 
 def _pair(text: str) -> tuple[str, str]:

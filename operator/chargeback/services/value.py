@@ -14,8 +14,8 @@ from typing import Any
 from chargeback.adapters.ledger import Ledger
 from chargeback.adapters.prometheus import PrometheusError
 from chargeback.api.report import UsageReportSpec
+from chargeback.domain.buckets import DAY_MS
 from chargeback.domain.forecast import (
-    DAY_MS,
     HISTORY_DAYS,
     LEVEL,
     Forecast,
@@ -66,7 +66,7 @@ class ValueService:
             return unavailable(INFRA_OFF), ready_ms
         period = document.period
         try:
-            watermark = self.infra.collect(history_start_ms, max(ready_ms, history_start_ms))
+            watermark = self.infra.collect(history_start_ms, ready_ms)
         except (PrometheusError, CollectError) as exc:
             log.warning("Infrastructure metrics unavailable: %s", exc)
             return unavailable(f"infrastructure metrics could not be read: {exc}"), 0
@@ -88,7 +88,11 @@ class ValueService:
         cached = self._forecasts.get(key)
         if cached is None:
             cached = self._compute(source_id, first, last, upcoming, horizon)
-            self._forecasts = {k: v for k, v in self._forecasts.items() if k[:2] != key[:2]}
+            # A new complete day makes this source's older forecasts stale; reports of other
+            # periods on the same source keep theirs (no recomputing in turns).
+            self._forecasts = {
+                k: v for k, v in self._forecasts.items() if k[:2] != key[:2] or k[3] == last
+            }
             self._forecasts[key] = cached
         return cached
 
@@ -147,7 +151,7 @@ class ValueService:
         if self.infra is None:
             return {}
         used: dict[str, int] = defaultdict(int)
-        for row in self.infra.usage(first, last).gpu:
+        for row in self.ledger.gpu_usage(self.infra.source_id, first, last):
             used[row.model] += row.gpu_ms
         return {
             model: used[model] / sum(history)

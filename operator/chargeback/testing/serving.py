@@ -84,7 +84,7 @@ class ServingSimulation:
                 for t_ms, value in points:
                     yield f"{metric}{{{text}}} {value} {t_ms / 1000:.3f}"
 
-    def gpu_hours_by_model(self, start_ms: int, end_ms: int) -> dict[str, int]:
+    def gpu_ms_by_model(self, start_ms: int, end_ms: int) -> dict[str, int]:
         """GPU-milliseconds per model over buckets starting in [start, end)."""
         totals: dict[str, int] = defaultdict(int)
         for (model, _, bucket), value in self.gpu_ms.items():
