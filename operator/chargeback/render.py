@@ -46,13 +46,18 @@ def _table(title: str, columns: dict[str, str], rows: list[dict[str, Any]]) -> T
     return table
 
 
+def _available(document: dict[str, Any], key: str, what: str, out: Console) -> Any:
+    """The section ``key`` when it is available; else print why not (if it exists) and None."""
+    section = document.get(key)
+    if section is not None and not section["available"]:
+        out.print(f"[yellow]{what} unavailable: {section['reason']}[/yellow]")
+    return section if section is not None and section["available"] else None
+
+
 def render_value(document: dict[str, Any], out: Console) -> None:
     """Cost-to-value per model, or why there is none."""
-    section = document.get("costToValue")
+    section = _available(document, "costToValue", "Cost-to-value", out)
     if section is None:
-        return
-    if not section["available"]:
-        out.print(f"[yellow]Cost-to-value unavailable: {section['reason']}[/yellow]")
         return
     currency, totals = document["currency"], section["totals"]
     out.print(
@@ -71,11 +76,8 @@ def render_value(document: dict[str, Any], out: Console) -> None:
 
 def render_forecast(document: dict[str, Any], out: Console) -> None:
     """Next period's forecast per model, or why there is none."""
-    section = document.get("forecast")
+    section = _available(document, "forecast", "Forecast", out)
     if section is None:
-        return
-    if not section["available"]:
-        out.print(f"[yellow]Forecast unavailable: {section['reason']}[/yellow]")
         return
     period = section["period"]
     title = (f"Forecast {period['start']} - {period['end']} ({section['interval']} interval, "
