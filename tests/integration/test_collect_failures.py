@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chargeback.adapters.ledger import Ledger
+from chargeback.adapters.ledger import MIGRATIONS, Ledger
 from chargeback.adapters.prometheus import (
     PrometheusAuthError,
     PrometheusClient,
@@ -189,3 +190,19 @@ def test_cli_names_unreachable_prometheus_and_bad_times(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert "--from" in run.stderr
     assert "has no time zone" in run.stderr
+
+
+def _open_ledger(path: str) -> int:
+    ledger = Ledger(f"sqlite:///{path}")
+    version = ledger.migrate()
+    ledger.close()
+    return version
+
+
+def test_processes_opening_a_new_ledger_at_once_all_succeed(tmp_path: Path) -> None:
+    # pysqlite runs DDL outside transactions: without the write lock taken first, the others
+    # saw a schema_version table without its row, or failed to create it a second time.
+    with multiprocessing.get_context("fork").Pool(6) as pool:
+        for attempt in range(5):
+            path = str(tmp_path / f"ledger-{attempt}.db")
+            assert pool.map(_open_ledger, [path] * 6) == [len(MIGRATIONS)] * 6

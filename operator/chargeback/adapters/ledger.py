@@ -10,7 +10,6 @@ migrations run in order on open.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -202,23 +201,15 @@ class Ledger:
 
     def migrate(self) -> int:
         """Apply pending migrations; return the schema version."""
-        for _ in range(100):
-            version = self._migrate_once()
-            if version is not None:
-                return version
-            # SQLite commits DDL at once (pysqlite): another process created the table and
-            # has not written its row yet. It is initialising the schema; wait for it.
-            time.sleep(0.05)
-        raise LedgerError("the ledger's schema_version table is empty; it is not a ledger")
-
-    def _migrate_once(self) -> int | None:
         with self.engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                # pysqlite runs DDL outside any transaction: take the write lock first, so a
+                # second process opening a new ledger waits instead of seeing half a schema.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             if not sa.inspect(conn).has_table("schema_version"):
                 schema_version.create(conn)
                 conn.execute(schema_version.insert().values(version=0))
-            current = conn.execute(sa.select(schema_version.c.version)).scalar_one_or_none()
-            if current is None:
-                return None
+            current = conn.execute(sa.select(schema_version.c.version)).scalar_one()
             if current > len(MIGRATIONS):
                 raise LedgerError(
                     f"ledger schema version {current} is newer than this operator "
