@@ -93,13 +93,15 @@ def child_peak_rss(url: str, workdir: Path, start_ms: int, end_ms: int) -> tuple
     return float(seconds), float(rss)
 
 
-def run_scale(series: int = 100_000, rounds: int = 3) -> dict[str, Any]:
-    """The 100k-series comparison."""
+def run_scale(
+    series: int = 100_000, rounds: int = 3, program: str = "prometheus"
+) -> dict[str, Any]:
+    """The 100k-series comparison, on Debian's Prometheus 2 or on Prometheus 3 (anchored)."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-collect-"))
     om = workdir / "series.om"
     began = time.perf_counter()
     write_series(om, series, hours=2)
-    with PrometheusServer(workdir / "prom", openmetrics=om) as prom:
+    with PrometheusServer(workdir / "prom", openmetrics=om, program=program) as prom:
         setup = time.perf_counter() - began
         client = PrometheusClient(PrometheusSettings(prom.url))
         start, end = T0 + HOUR_MS, T0 + 2 * HOUR_MS

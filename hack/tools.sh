@@ -4,6 +4,8 @@
 #   - Debian packages: prometheus (with promtool), postgresql
 #   - etcd, kube-apiserver, kube-controller-manager, kubectl and helm, built from the Go module
 #     proxy into a versioned cache outside the repository (see docs/development.md).
+#   - Prometheus 3 (as prometheus3), for the collector's anchored mode; Debian's 2.x stays the
+#     default Prometheus of the tests.
 #
 # Idempotent: a second run prints what it found and exits in seconds.
 set -euo pipefail
@@ -11,6 +13,7 @@ set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+PROMETHEUS3_VERSION="${PROMETHEUS3_VERSION:-3.16.0}"
 CACHE_ROOT="${CHARGEBACK_CACHE:-$HOME/.cache/chargeback}"
 BIN_DIR="$CACHE_ROOT/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
 WORK_DIR="$CACHE_ROOT/build"
@@ -98,12 +101,34 @@ build_helm() {
   log "Built helm $("$BIN_DIR/helm" version --short)"
 }
 
+build_prometheus3() {
+  # Prometheus 3.x is published as module versions v0.3XX.Y; built into a directory of its own
+  # (never on PATH, where it would shadow Debian's prometheus) and linked in as prometheus3.
+  local dir="$CACHE_ROOT/bin/prometheus-$PROMETHEUS3_VERSION"
+  local minor patch
+  minor=$(echo "$PROMETHEUS3_VERSION" | cut -d. -f2)
+  patch=$(echo "$PROMETHEUS3_VERSION" | cut -d. -f3)
+  if [ ! -x "$dir/prometheus" ]; then
+    log "Building Prometheus $PROMETHEUS3_VERSION (about 3 min on 2 cores)"
+    mkdir -p "$dir"
+    CGO_ENABLED=0 GOBIN="$dir" go install -trimpath -tags remove_all_sd \
+      -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS3_VERSION" \
+      "github.com/prometheus/prometheus/cmd/prometheus@v0.3$(printf '%02d' "$minor").$patch"
+    log "Built $("$dir/prometheus" --version 2>&1 | head -1)"
+  else
+    log "Prometheus $PROMETHEUS3_VERSION present"
+  fi
+  mkdir -p "$BIN_DIR"
+  ln -sfn "$dir/prometheus" "$BIN_DIR/prometheus3"
+}
+
 main() {
   local start=$SECONDS
   apt_install
   build_etcd
   build_helm
   build_k8s
+  build_prometheus3
   ln -sfn "$BIN_DIR" "$CACHE_ROOT/bin/current"
   log "All tools ready in $BIN_DIR ($((SECONDS - start)) s)"
 }

@@ -81,6 +81,25 @@ def traffic() -> Iterator[Traffic]:
         yield Traffic(sim, serving, server, openmetrics)
 
 
+@pytest.fixture(scope="session")
+def traffic3(traffic: Traffic) -> Iterator[Traffic]:
+    """The same history in Prometheus 3, whose anchored ranges the collector uses."""
+    workdir = Path(tempfile.mkdtemp(prefix="chargeback-traffic3-"))
+    server = PrometheusServer(
+        workdir / "prometheus", openmetrics=traffic.openmetrics, program="prometheus3"
+    )
+    with server:
+        yield Traffic(traffic.sim, traffic.serving, server, traffic.openmetrics)
+
+
+@pytest.fixture(params=["prometheus2", "prometheus3"])
+def any_traffic(request: pytest.FixtureRequest) -> Traffic:
+    """The traffic in Debian's Prometheus 2 (per-series path) and in Prometheus 3 (anchored)."""
+    name = "traffic" if request.param == "prometheus2" else "traffic3"
+    found: Traffic = request.getfixturevalue(name)
+    return found
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def ledger_dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh ledger on each backend."""

@@ -9,8 +9,9 @@ migrations run in order on open.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,7 +175,9 @@ class Step:
     utilization: list[UtilizationRow] = field(default_factory=list)
 
 
-def _extra_text(extra: Iterable[tuple[str, str]]) -> str:
+@functools.lru_cache(maxsize=4096)
+def _extra_text(extra: tuple[tuple[str, str], ...]) -> str:
+    # Cached: a step writes tens of thousands of rows sharing a handful of extra-label values.
     return json.dumps(dict(sorted(extra)), sort_keys=True, separators=(",", ":"))
 
 

@@ -111,6 +111,7 @@ class PrometheusClient:
             method="POST",
         )
         self._closed_ranges: bool | None = None
+        self._anchored: bool | None = None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="prometheus")
 
     def close(self) -> None:
@@ -190,19 +191,29 @@ class PrometheusClient:
             )
         return response
 
-    def _query_body(self, promql: str, at_ms: int) -> bytes:
+    def _query_body(self, promql: str, at_ms: int, lookback_ms: int | None = None) -> bytes:
         """POST an instant query and return the raw body (decoded by the caller)."""
         data = {"query": promql, "time": f"{at_ms / 1000:.3f}"}
+        if lookback_ms is not None:
+            data["lookback_delta"] = f"{lookback_ms}ms"
         return bytes(self._request("POST", "/api/v1/query", data).content)
 
-    def vector(self, promql: str, at_ms: int) -> dict[SeriesKey, int]:
-        """Instant query returning a vector of whole numbers, keyed by series identity."""
-        body = self._call(promql, self._query_body, promql, at_ms)
+    def vector(
+        self, promql: str, at_ms: int, lookback_ms: int | None = None
+    ) -> dict[SeriesKey, int]:
+        """Instant query returning a vector of whole numbers, keyed by series identity.
+
+        ``lookback_ms`` overrides Prometheus' lookback delta for this query (how far back
+        instant selectors, and the anchor of an ``anchored`` range, may look).
+        """
+        body = self._call(promql, self._query_body, promql, at_ms, lookback_ms)
         return {key: _as_int(value[1], promql) for key, value in _result(body, promql)}
 
-    def vectors(self, queries: Sequence[str], at_ms: int) -> list[dict[SeriesKey, int]]:
+    def vectors(
+        self, queries: Sequence[str], at_ms: int, lookback_ms: int | None = None
+    ) -> list[dict[SeriesKey, int]]:
         """Several instant queries at once: Prometheus evaluates them in parallel."""
-        futures = [self._pool.submit(self.vector, query, at_ms) for query in queries]
+        futures = [self._pool.submit(self.vector, q, at_ms, lookback_ms) for q in queries]
         return [future.result() for future in futures]
 
     def scalar_count(self, promql: str, at_ms: int) -> int:
@@ -258,6 +269,21 @@ class PrometheusClient:
             major = re.match(r"(\d+)", version)
             self._closed_ranges = bool(major and int(major.group(1)) < 3)
         return self._closed_ranges
+
+    def anchored_ranges(self) -> bool:
+        """Whether Prometheus has ``anchored`` range selectors (3.7 and later).
+
+        An anchored ``increase()`` starts from the last sample before the range (within the
+        lookback delta) and does not extrapolate: the exact counter increase of a window.
+        """
+        if self._anchored is None:
+            probe = 'count(increase({__name__="chargeback_probe"}[1m] anchored))'
+            try:
+                self._call(probe, self._query_body, probe, 0)
+                self._anchored = True
+            except PrometheusQueryError:
+                self._anchored = False
+        return self._anchored
 
     def ping(self) -> None:
         """Raise a PrometheusError unless Prometheus answers now."""

@@ -10,7 +10,7 @@ watermark in one transaction. A step that fails writes nothing; re-running it is
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from chargeback.adapters.ledger import Ledger, SourceRecord, Step, StepConflict
@@ -24,9 +24,10 @@ from chargeback.domain.counters import (
     account_first_data,
     account_raw,
     account_window,
+    increase,
 )
 from chargeback.domain.selectors import Matcher, parse_selector, regex_escape, series_selector
-from chargeback.domain.series import SeriesKey, aggregate
+from chargeback.domain.series import SeriesKey, aggregate, series_key
 from chargeback.domain.usage import Gap, UsageRow
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,11 @@ class CollectorSettings:
     """A stretch without samples longer than this at the watermark is a recorded gap."""
     bootstrap_lookback_ms: int = 31 * 24 * HOUR_MS
     """How far before the first bucket to look for each series' baseline value."""
+    anchor_lookback_ms: int = 900_000
+    """Anchored mode: how far before a window to look for each series' last sample (more than
+    the scrape interval); series without one there take the per-series path."""
+    anchored: bool | None = None
+    """Use anchored ``increase()`` (Prometheus 3.7+); None: whenever Prometheus has it."""
 
 
 @dataclass
@@ -137,6 +143,8 @@ class Collector:
         cached = self._cache.pop(record.id, None)
         if cached is not None and cached[0] == record.watermark_ms and record.observing:
             states, observing = cached[1], True
+        elif self._anchored():
+            states, observing = self._resume_anchored(target)
         else:
             states, observing = self._resume(target)
         drop_states = record.observing and not observing
@@ -184,6 +192,8 @@ class Collector:
         cached = self._cache.get(record.id)
         if cached is not None and cached[0] == record.watermark_ms:
             states = dict(cached[1])
+        elif self._anchored():
+            states = self.ledger.states(record.id)
         else:
             states, _ = self._resume(target)
         rows: list[UsageRow] = []
@@ -191,7 +201,8 @@ class Collector:
         while a < now_ms:
             b = min(buckets.floor(a, self.settings.bucket_ms) + self.settings.bucket_ms, now_ms)
             per_series = self._account(target, a, b, states)
-            states.update({k: (value, b) for k, (_, value) in per_series.items()})
+            if not self._anchored():
+                states.update({k: (value, b) for k, (_, value) in per_series.items()})
             totals = aggregate(((k, used) for k, (used, _) in per_series.items()), source)
             start = buckets.floor(a, self.settings.bucket_ms)
             rows += [UsageRow(start, *dims[:3], dims[3], tokens) for dims, tokens in totals.items()]
@@ -294,8 +305,14 @@ class Collector:
             for (user, tier, model, extra), tokens in sorted(totals.items())
         ]
         # Series seen in the previous window but not in this one left Prometheus' view: persist
-        # their state, since it can no longer be read back at the watermark.
-        left = {k: st for k, st in states.items() if st[1] == a and k not in per_series}
+        # their state, since it can no longer be read back at the watermark. (Anchored mode
+        # keeps no per-series state: Prometheus holds each series' last value.)
+        anchored = observing and self._anchored()
+        left = (
+            {}
+            if anchored
+            else {k: st for k, st in states.items() if st[1] == a and k not in per_series}
+        )
         step = Step(
             source_id=target.record.id,
             from_ms=a,
@@ -306,14 +323,20 @@ class Collector:
             observing=observing,
             gap=gap,
         )
-        return step, per_series
+        return step, {} if anchored else per_series
 
     def _account(
         self, target: _Target, a: int, b: int, states: dict[SeriesKey, State]
     ) -> dict[SeriesKey, tuple[int, int]]:
-        """Usage and new value per series over (a, b], splitting the window if it is too large."""
+        """Usage and new value per series over (a, b], splitting the window if it is too large.
+
+        In anchored mode the keys are the usage dimensions' labels, not series, and the new
+        value is 0: Prometheus sums the series and no per-series state is kept.
+        """
         selector = target.selector
         try:
+            if self._anchored():
+                return self._account_anchored(target, a, b, states)
             since_previous = self._window(selector, a - self.settings.bucket_ms, b)
             last, flagged = self.prometheus.vectors(
                 [
@@ -330,7 +353,11 @@ class Collector:
             middle = a + (b - a) // 2
             log.info("Split window %d-%d: query too large", a, b)
             first = self._account(target, a, middle, states)
-            later_states = {**states, **{k: (s, middle) for k, (_, s) in first.items()}}
+            later_states = (
+                states
+                if self._anchored()
+                else {**states, **{k: (s, middle) for k, (_, s) in first.items()}}
+            )
             second = self._account(target, middle, b, later_states)
             merged = dict(first)
             for key, (used, state) in second.items():
@@ -348,24 +375,100 @@ class Collector:
         closed = self.prometheus.closed_ranges()
         return f"{selector}[{(b - a) - (1 if closed else 0)}ms] @ {_s(b)}"
 
-    def _raw(
-        self, target: _Target, a: int, b: int, keys: set[SeriesKey]
-    ) -> dict[SeriesKey, tuple[Sample, ...]]:
-        """Raw samples in (a, b] of the given series, fetched in batches of users."""
+    def _anchored(self) -> bool:
+        if self.settings.anchored is None:
+            return self.prometheus.anchored_ranges()
+        return self.settings.anchored
+
+    def _resume_anchored(self, target: _Target) -> tuple[dict[SeriesKey, State], bool]:
+        """Anchored mode's resume: persisted states, and whether Prometheus still has the source.
+
+        One count at the watermark; no per-series read-back.
+        """
+        record = target.record
+        states = self.ledger.states(record.id)
+        if not record.observing:
+            return states, False
+        w, window = record.watermark_ms, self.settings.gap_tolerance_ms
+        query = f"count(last_over_time({target.selector}[{window}ms] @ {_s(w)}))"
+        if self.prometheus.scalar_count(query, w) > 0:
+            return states, True
+        log.warning("Lost data of source %s at its watermark: recording a gap", record.id)
+        return {}, False
+
+    def _account_anchored(
+        self, target: _Target, a: int, b: int, states: dict[SeriesKey, State]
+    ) -> dict[SeriesKey, tuple[int, int]]:
+        """Usage per dimensions over (a, b] from Prometheus' anchored ``increase()``.
+
+        Anchored, the increase of a series starts from its last sample before ``a`` (within the
+        anchor lookback): exactly our accounting, summed server-side, the cost of one naive
+        query. Series with no sample there (new, or back after a silence) are found by a second
+        query that returns only them; for those, anchored counts from their first sample in the
+        window, so their first increase (from the stored or older value, or from zero for a new
+        series) is added from raw samples.
+        """
+        source, lookback = target.source, self.settings.anchor_lookback_ms
+        names = [source.labels.user, source.labels.tier, source.labels.model,
+                 *source.extra_labels]  # fmt: skip
+        window = self._window(target.selector, a, b)
+        by_dims, unanchored = self.prometheus.vectors(
+            [
+                f"sum by ({', '.join(names)}) (increase({window} anchored))",
+                f"last_over_time({window}) "
+                f"unless last_over_time({target.selector}[{lookback}ms] @ {_s(a)})",
+            ],
+            b,
+            lookback_ms=lookback,
+        )
+        usage: dict[SeriesKey, int] = dict(by_dims)
+        if unanchored:
+            keys = set(unanchored)
+            raw = self._raw(target, a, b, keys)
+            baselines = self._baselines(target, keys, a, states)
+            for key, samples in raw.items():
+                labels = dict(key)
+                group = series_key((n, labels[n]) for n in names if labels.get(n))
+                usage[group] = usage.get(group, 0) + increase(baselines.get(key), samples[0].value)
+        return {key: (used, 0) for key, used in usage.items()}
+
+    def _baselines(
+        self, target: _Target, keys: set[SeriesKey], a: int, states: dict[SeriesKey, State]
+    ) -> dict[SeriesKey, int]:
+        """The last value at or before ``a`` of each series; absent for a new series.
+
+        From Prometheus, looking back as far as the bootstrap does; else the ledger's state.
+        """
+        baselines = {k: states[k][0] for k in keys if k in states}
+        lookback = self.settings.bootstrap_lookback_ms
+        for selector, wanted in self._user_batches(target, keys):
+            found = self.prometheus.vector(f"last_over_time({selector}[{lookback}ms] @ {_s(a)})", a)
+            baselines.update({k: v for k, v in found.items() if k in wanted})
+        return baselines
+
+    def _user_batches(
+        self, target: _Target, keys: set[SeriesKey]
+    ) -> Iterator[tuple[str, set[SeriesKey]]]:
+        """Selectors for the given series in batches of users, with the series each wants."""
         user_label = target.source.labels.user
         by_user: dict[str, list[SeriesKey]] = {}
         for key in keys:
             by_user.setdefault(dict(key).get(user_label, ""), []).append(key)
         users = sorted(by_user)
-        raw: dict[SeriesKey, tuple[Sample, ...]] = {}
         for start in range(0, len(users), RAW_BATCH_USERS):
             batch = users[start : start + RAW_BATCH_USERS]
             if len(batch) == 1:
                 matcher = Matcher(user_label, "=", batch[0])
             else:
                 matcher = Matcher(user_label, "=~", "|".join(regex_escape(u) for u in batch))
-            query = target.selector_with(matcher)
-            wanted = {k for u in batch for k in by_user[u]}
+            yield target.selector_with(matcher), {k for u in batch for k in by_user[u]}
+
+    def _raw(
+        self, target: _Target, a: int, b: int, keys: set[SeriesKey]
+    ) -> dict[SeriesKey, tuple[Sample, ...]]:
+        """Raw samples in (a, b] of the given series, fetched in batches of users."""
+        raw: dict[SeriesKey, tuple[Sample, ...]] = {}
+        for query, wanted in self._user_batches(target, keys):
             fetched = self.prometheus.samples(self._window(query, a, b), b)
             raw.update({k: v for k, v in fetched.items() if k in wanted})
         missing = keys - raw.keys()

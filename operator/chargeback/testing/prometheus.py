@@ -56,7 +56,9 @@ class PrometheusServer:
         openmetrics: str | Path | None = None,
         retention: str = "100y",
         scrape_targets: list[str] | None = None,
+        program: str = "prometheus",
     ) -> None:
+        """``program``: "prometheus" (Debian's 2.x) or "prometheus3" (built by make tools)."""
         self._owns_dir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="chargeback-prom-"))
         self.tsdb = self.workdir / "tsdb"
@@ -70,7 +72,7 @@ class PrometheusServer:
         self.process = ManagedProcess(
             "prometheus",
             [
-                str(binary("prometheus")),
+                str(binary(program)),
                 f"--config.file={self.workdir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.tsdb}",
                 f"--storage.tsdb.retention.time={retention}",
