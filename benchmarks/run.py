@@ -50,7 +50,8 @@ def main() -> None:
     text = f"""# Benchmarks
 
 Produced by `make bench` (`python -m benchmarks.run`) on {now}.
-Machine: {machine()}. Prometheus: Debian 2.42 (and 3.16 where noted) on loopback, data backfilled with promtool.
+Machine: {machine()}.
+Prometheus: Debian 2.42 (and 3.16 where noted) on loopback, data backfilled with promtool.
 
 ## Collection of one hour at {scale["series"]:,} active series
 
