@@ -15,7 +15,6 @@ from chargeback.domain.counters import (
     account_window,
     increase,
     reference_usage,
-    usage_of_samples,
 )
 
 
@@ -106,34 +105,3 @@ def test_account_window_sends_only_doubtful_series_to_raw() -> None:
     raw = {"quiet": (Sample(61, 40), Sample(90, 70)), "dropped": (Sample(70, 20),),
            "flagged": (Sample(61, 3), Sample(70, 1), Sample(80, 5))}  # fmt: skip
     assert account_raw(raw, states) == {"quiet": (70, 70), "dropped": (20, 20), "flagged": (8, 5)}
-
-
-def anchored_increase(samples: list[Sample], a: int, b: int, lookback: int) -> int:
-    """Prometheus 3's ``increase(m[b - a] anchored)`` at ``b``, as observed on 3.16.
-
-    From the last sample in (a - lookback, a], else from the first sample in (a, b]; resets
-    count from zero; no extrapolation.
-    """
-    anchor = [s.value for s in samples if a - lookback < s.t_ms <= a][-1:]
-    values = anchor + [s.value for s in samples if a < s.t_ms <= b]
-    return sum(increase(p, c) for p, c in itertools.pairwise(values))
-
-
-@given(st.data())
-def test_anchored_increase_plus_first_increase_of_unanchored_series_is_exact(
-    data: st.DataObject,
-) -> None:
-    # The collector's anchored mode: Prometheus sums anchored increases, and for a series with
-    # no sample in the anchor lookback it adds the first sample's increase from the series'
-    # last earlier value (None: a new series, counted from zero).
-    samples = data.draw(histories())
-    a = data.draw(st.integers(0, samples[-1].t_ms if samples else 0))
-    b = a + data.draw(st.sampled_from([1, 60_000, 3_600_000, 7_200_000]))
-    lookback = data.draw(st.sampled_from([1, 300_000, 900_000]))
-    before = [s.value for s in samples if s.t_ms <= a]
-    window = [s for s in samples if a < s.t_ms <= b]
-    exact, _ = usage_of_samples(before[-1] if before else None, window)
-    got = anchored_increase(samples, a, b, lookback)
-    if window and not any(a - lookback < s.t_ms <= a for s in samples):
-        got += increase(before[-1] if before else None, window[0].value)
-    assert got == exact

@@ -24,7 +24,7 @@ from chargeback.domain.counters import (
     account_first_data,
     account_raw,
     account_window,
-    increase,
+    usage_of_samples,
 )
 from chargeback.domain.selectors import Matcher, parse_selector, regex_escape, series_selector
 from chargeback.domain.series import SeriesKey, aggregate, series_key
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 MIN_SPLIT_MS = 60_000
 RAW_BATCH_USERS = 200
+ANCHOR_CHECK_MS = 300_000
+"""Prometheus' default lookback delta: series without a sample this close before a window are
+checked one by one in anchored mode."""
 NO_DATA_GAP = (
     "Prometheus holds no data of this source for this range "
     "(before its data begins, or beyond its retention)"
@@ -57,8 +60,8 @@ class CollectorSettings:
     bootstrap_lookback_ms: int = 31 * 24 * HOUR_MS
     """How far before the first bucket to look for each series' baseline value."""
     anchor_lookback_ms: int = 900_000
-    """Anchored mode: how far before a window to look for each series' last sample (more than
-    the scrape interval); series without one there take the per-series path."""
+    """Anchored mode: the lookback delta sent with the query, i.e. how far before a window
+    Prometheus looks for each series' last sample (more than the scrape interval)."""
     anchored: bool | None = None
     """Use anchored ``increase()`` (Prometheus 3.7+); None: whenever Prometheus has it."""
 
@@ -402,34 +405,43 @@ class Collector:
         """Usage per dimensions over (a, b] from Prometheus' anchored ``increase()``.
 
         Anchored, the increase of a series starts from its last sample before ``a`` (within the
-        anchor lookback): exactly our accounting, summed server-side, the cost of one naive
-        query. Series with no sample there (new, or back after a silence) are found by a second
-        query that returns only them; for those, anchored counts from their first sample in the
-        window, so their first increase (from the stored or older value, or from zero for a new
-        series) is added from raw samples.
+        lookback delta): exactly our accounting, summed server-side at the cost of one naive
+        query. A series without such a sample (new, or back after a silence) is counted from
+        its first sample in the window instead. A second query returns the series without a
+        sample in the last ``CHECK_MS`` before ``a`` (no more than any lookback delta, so every
+        series anchored counts short is among them, whatever lookback the server applies);
+        for each, what Prometheus counted is replaced by exact accounting from raw samples and
+        its last earlier value (from Prometheus, else the ledger; none for a new series).
         """
         source, lookback = target.source, self.settings.anchor_lookback_ms
         names = [source.labels.user, source.labels.tier, source.labels.model,
                  *source.extra_labels]  # fmt: skip
         window = self._window(target.selector, a, b)
-        by_dims, unanchored = self.prometheus.vectors(
+        check = min(lookback, ANCHOR_CHECK_MS)
+        by_dims, doubtful = self.prometheus.vectors(
             [
                 f"sum by ({', '.join(names)}) (increase({window} anchored))",
                 f"last_over_time({window}) "
-                f"unless last_over_time({target.selector}[{lookback}ms] @ {_s(a)})",
+                f"unless last_over_time({target.selector}[{check}ms] @ {_s(a)})",
             ],
             b,
             lookback_ms=lookback,
         )
         usage: dict[SeriesKey, int] = dict(by_dims)
-        if unanchored:
-            keys = set(unanchored)
+        if doubtful:
+            keys = set(doubtful)
             raw = self._raw(target, a, b, keys)
             baselines = self._baselines(target, keys, a, states)
+            counted: dict[SeriesKey, int] = {}
+            for selector, wanted in self._user_batches(target, keys):
+                query = f"increase({self._window(selector, a, b)} anchored)"
+                found = self.prometheus.vector(query, b, lookback_ms=lookback)
+                counted.update({k: v for k, v in found.items() if k in wanted})
             for key, samples in raw.items():
+                exact, _ = usage_of_samples(baselines.get(key), samples)
                 labels = dict(key)
                 group = series_key((n, labels[n]) for n in names if labels.get(n))
-                usage[group] = usage.get(group, 0) + increase(baselines.get(key), samples[0].value)
+                usage[group] = usage.get(group, 0) + exact - counted.get(key, 0)
         return {key: (used, 0) for key, used in usage.items()}
 
     def _baselines(
