@@ -74,7 +74,7 @@ the last-value query alone costs about as much inside Prometheus as the whole na
 decoding 100k series in Python adds ~0.5 s. On 3.7+ Prometheus sums exact per-series increases
 itself (`increase(m[1h] anchored)`, no extrapolation, anchored at each series' last sample
 before the hour: the cost of the naive query), and a second query finds the few series with no
-sample before the hour (new ones) whose first increase is added from raw samples. That second
+sample in the 5 minutes before the hour (new ones), recounted exactly from raw samples. That second
 query scans the hour once more, which is the floor of this design: two scans of the window
 against one. The issue's target of 1.5x is **not met** on either; see "Known limits" in
 docs/development.md.
