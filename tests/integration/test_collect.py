@@ -115,7 +115,9 @@ def test_concurrent_collectors_never_double_count(traffic: Traffic, ledger_dsn: 
     )
 
 
-def test_retention_loss_is_a_recorded_gap(traffic: Traffic, tmp_path: Path) -> None:
+def test_retention_loss_is_a_recorded_gap(any_traffic: Traffic, tmp_path: Path) -> None:
+    traffic = any_traffic
+    program = "prometheus3" if traffic.client().anchored_ranges() else "prometheus"
     ledger = Ledger(f"sqlite:///{tmp_path / 'retention.db'}")
     full = Collector(traffic.client(), ledger)
     first = full.collect(SOURCE, T0, T0 + 24 * HOUR_MS)
@@ -126,7 +128,8 @@ def test_retention_loss_is_a_recorded_gap(traffic: Traffic, tmp_path: Path) -> N
         for line in traffic.openmetrics.read_text().splitlines()
         if line.startswith("#") or float(line.rsplit(" ", 1)[1]) * 1000 >= kept_from
     ]
-    with PrometheusServer(tmp_path / "short", openmetrics="\n".join(lines) + "\n") as short:
+    short_history = "\n".join(lines) + "\n"
+    with PrometheusServer(tmp_path / "short", openmetrics=short_history, program=program) as short:
         later = Collector(PrometheusClient(PrometheusSettings(short.url)), ledger)
         result = later.collect(SOURCE, T0, END)
     gaps = ledger.gaps(first.source_id)

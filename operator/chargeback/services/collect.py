@@ -146,10 +146,8 @@ class Collector:
         cached = self._cache.pop(record.id, None)
         if cached is not None and cached[0] == record.watermark_ms and record.observing:
             states, observing = cached[1], True
-        elif self._anchored():
-            states, observing = self._resume_anchored(target)
         else:
-            states, observing = self._resume(target)
+            states, observing = self._resume(target, anchored=self._anchored())
         drop_states = record.observing and not observing
         a = record.watermark_ms
         while a < end:
@@ -259,24 +257,27 @@ class Collector:
             self._cache[record.id] = (w0, {**quiet, **{k: (v, w0) for k, v in recent.items()}})
         return stored
 
-    def _resume(self, target: _Target) -> tuple[dict[SeriesKey, State], bool]:
+    def _resume(
+        self, target: _Target, *, anchored: bool = False
+    ) -> tuple[dict[SeriesKey, State], bool]:
         """Per-series state at the watermark, and whether Prometheus still shows the source.
 
         The ledger persists the state of series that left Prometheus' view; the state of series
         active at the watermark is their last value in the bucket before it, read back from
         Prometheus (one query per collection run instead of a write per series per step).
+        Anchored mode reads nothing back (Prometheus anchors each series itself): one count.
         """
         record = target.record
         states = self.ledger.states(record.id)
         if not record.observing:
             return states, False
         w = record.watermark_ms
-        active = self.prometheus.vector(
-            f"last_over_time({self._window(target.selector, w - self.settings.bucket_ms, w)})", w
-        )
-        states.update({k: (v, w) for k, v in active.items()})
-        if active or not states:
-            return states, True
+        if not anchored:
+            previous = self._window(target.selector, w - self.settings.bucket_ms, w)
+            active = self.prometheus.vector(f"last_over_time({previous})", w)
+            states.update({k: (v, w) for k, v in active.items()})
+            if active or not states:
+                return states, True
         window = self.settings.gap_tolerance_ms
         query = f"count(last_over_time({target.selector}[{window}ms] @ {_s(w)}))"
         if self.prometheus.scalar_count(query, w) > 0:
@@ -382,22 +383,6 @@ class Collector:
         if self.settings.anchored is None:
             return self.prometheus.anchored_ranges()
         return self.settings.anchored
-
-    def _resume_anchored(self, target: _Target) -> tuple[dict[SeriesKey, State], bool]:
-        """Anchored mode's resume: persisted states, and whether Prometheus still has the source.
-
-        One count at the watermark; no per-series read-back.
-        """
-        record = target.record
-        states = self.ledger.states(record.id)
-        if not record.observing:
-            return states, False
-        w, window = record.watermark_ms, self.settings.gap_tolerance_ms
-        query = f"count(last_over_time({target.selector}[{window}ms] @ {_s(w)}))"
-        if self.prometheus.scalar_count(query, w) > 0:
-            return states, True
-        log.warning("Lost data of source %s at its watermark: recording a gap", record.id)
-        return {}, False
 
     def _account_anchored(
         self, target: _Target, a: int, b: int, states: dict[SeriesKey, State]
