@@ -236,9 +236,18 @@ def test_pod_security_admission_rejects_privileged_pods(
     core.patch_namespace(
         namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
     )
-    with pytest.raises(ApiException) as err:
-        core.create_namespaced_pod(namespace, _privileged_pod(), dry_run="All")
-    assert err.value.status == 403
-    message = json.loads(err.value.body)["message"]
+    # Pod Security reads namespace labels from the API server's informer cache: the new label
+    # reaches it shortly after the patch, not at once.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            core.create_namespaced_pod(namespace, _privileged_pod(), dry_run="All")
+        except ApiException as exc:
+            refused = exc
+            break
+        assert time.monotonic() < deadline, "a privileged pod was admitted under `restricted`"
+        time.sleep(0.1)
+    assert refused.status == 403
+    message = json.loads(refused.body)["message"]
     assert 'violates PodSecurity "restricted:latest"' in message
     assert "privileged" in message

@@ -10,7 +10,10 @@ migrations run in order on open.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +31,8 @@ from chargeback.domain.series import SeriesKey, key_from_text, key_text
 from chargeback.domain.usage import Gap, UsageRow
 
 metadata = sa.MetaData()
+WAL_RETRIES = 600
+"""Attempts, 50 ms apart, to switch a new SQLite ledger to WAL while another process holds it."""
 
 schema_version = sa.Table(
     "schema_version", metadata, sa.Column("version", sa.Integer, nullable=False)
@@ -567,6 +572,16 @@ def _stored(row: Any) -> StoredVersion:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # WAL is a property of the file: set once. Switching needs an exclusive lock, which SQLite
+    # does not wait for, so a process opening a new ledger while another one creates it retries.
+    for attempt in itertools.count():
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt >= WAL_RETRIES:
+                raise
+            time.sleep(0.05)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
