@@ -7,6 +7,7 @@ import importlib
 import json
 import logging
 import os
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,6 @@ from chargeback.render import render_table
 from chargeback.services.collect import CollectError, Collector, CollectorSettings
 from chargeback.services.infra import InfraCollector
 from chargeback.services.report import ReportService
-from chargeback.testing.demo import DemoOptions, run_demo
 
 console = Console(stderr=True)
 
@@ -604,17 +604,37 @@ def dashboards(pricing_file: Path, report_file: Path | None, output: Path) -> No
 @main.command()
 @click.option(
     "--output",
-    type=click.Path(path_type=Path),
+    type=click.Path(file_okay=False, path_type=Path),
     default=Path("demo-output"),
     show_default=True,
     help="Where exports, the ledger and logs go.",
 )
-@click.option("--hours", default=72, show_default=True, help="Hours of simulated traffic.")
-@click.option("--users", default=60, show_default=True, help="Simulated users.")
-@click.option("--no-wait", is_flag=True, help="Stop after the check instead of waiting for Ctrl-C.")
+@click.option("--hours", type=click.IntRange(2, 24 * 62), default=72, show_default=True,
+              help="Hours of simulated traffic.")  # fmt: skip
+@click.option("--users", type=click.IntRange(1, 10_000), default=60, show_default=True,
+              help="Simulated users.")  # fmt: skip
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="Stop after the check instead of waiting for Ctrl-C (the default without a terminal).",
+)
 def demo(output: Path, hours: int, users: int, no_wait: bool) -> None:
-    """Run the local demo: control plane, Prometheus with simulated traffic, operator, report."""
-    options = DemoOptions(output=output, hours=hours, users=users, wait=not no_wait)
+    """Run the local demo: control plane, Prometheus with simulated traffic, operator, report.
+
+    Needs the demo extra (``pip install 'chargeback-operator[demo]'``) and a checkout of the
+    repository (its CRDs and samples) with ``make tools`` run once.
+    """
+    try:
+        # The test platform is not part of the operator: loaded only when the demo runs.
+        from chargeback.testing.demo import DemoOptions, run_demo  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(
+            f"the demo needs the package {exc.name!r} from the demo extra: "
+            "pip install 'chargeback-operator[demo]'"
+        ) from exc
+    # Absolute: the path ends up in a kubeconfig, where relative paths mean something else.
+    wait = not no_wait and sys.stdin.isatty()
+    options = DemoOptions(output=output.resolve(), hours=hours, users=users, wait=wait)
     try:
         ok = run_demo(options, Console())
     except Exception as exc:

@@ -15,25 +15,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from chargeback.adapters.kube import openshift_groups
-from chargeback.testing.kube import ClusterAccess
+from chargeback.testing.kube import GROUP_CRD, ClusterAccess, create_group
 from tests.integration.conftest import Traffic
 from tests.integration.test_report import END, START, pricing_doc, report_doc
-
-GROUP_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "groups.user.openshift.io"},
-    "spec": {
-        "group": "user.openshift.io",
-        "scope": "Cluster",
-        "names": {"plural": "groups", "singular": "group", "kind": "Group"},
-        "versions": [{
-            "name": "v1", "served": True, "storage": True,
-            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                "users": {"type": "array", "items": {"type": "string"}}}}},
-        }],
-    },
-}  # fmt: skip
 
 
 @pytest.fixture
@@ -53,21 +37,13 @@ def group_api(api_client: client.ApiClient) -> Iterator[None]:
         time.sleep(0.2)
 
 
-def make_group(api: client.ApiClient, name: str, users: list[str]) -> None:
-    body = {"apiVersion": "user.openshift.io/v1", "kind": "Group", "metadata": {"name": name},
-            "users": users}  # fmt: skip
-    client.CustomObjectsApi(api).create_cluster_custom_object(
-        "user.openshift.io", "v1", "groups", body
-    )
-
-
 def test_groups_absent_then_present(
     api_client: client.ApiClient, request: pytest.FixtureRequest
 ) -> None:
     assert openshift_groups(api_client) is None
     request.getfixturevalue("group_api")
-    make_group(api_client, "team-ml", ["erin@example.com"])
-    make_group(api_client, "admins", ["frank@example.com"])
+    create_group(api_client, "team-ml", ["erin@example.com"])
+    create_group(api_client, "admins", ["frank@example.com"])
     assert openshift_groups(api_client) == {
         "team-ml": ["erin@example.com"], "admins": ["frank@example.com"],
     }  # fmt: skip
@@ -78,8 +54,8 @@ def test_report_attributes_teams_from_groups(
     api_client: client.ApiClient, cluster: ClusterAccess, traffic: Traffic, tmp_path: Path
 ) -> None:
     users = sorted({k[0] for k in traffic.sim.truth(START, END)})
-    make_group(api_client, "team-search", users[:3])
-    make_group(api_client, "ops", users[3:5])  # no prefix: not a team
+    create_group(api_client, "team-search", users[:3])
+    create_group(api_client, "ops", users[3:5])  # no prefix: not a team
     report = report_doc([users[0]])
     report["spec"]["attribution"].update({"openshiftGroups": True, "groupPrefix": "team-"})
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(report))

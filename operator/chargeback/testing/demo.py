@@ -26,7 +26,7 @@ from kubernetes import client
 from rich.console import Console
 
 from chargeback.render import render_table
-from chargeback.testing.kube import ControlPlane, install_crds
+from chargeback.testing.kube import GROUP_CRD, ControlPlane, apply_crds, create_group, install_crds
 from chargeback.testing.pictures import draw
 from chargeback.testing.process import ManagedProcess, free_port
 from chargeback.testing.prometheus import PrometheusServer
@@ -34,9 +34,21 @@ from chargeback.testing.serving import Deployment, ServingScenario, simulate_ser
 from chargeback.testing.simulator import HOUR_MS, Scenario, Simulation, simulate
 from chargeback.testing.tools import binary
 
-ROOT = Path(__file__).resolve().parents[3]
 GROUP, VERSION = "chargeback.dev", "v1alpha1"
 NAMESPACE = "chargeback"
+# The demo's teams, as OpenShift Groups (the sample report reads Groups prefixed "team-").
+TEAMS = ("team-research", "team-support", "team-product", "team-finance")
+
+
+def checkout() -> Path:
+    """The repository checkout whose CRDs and samples the demo applies."""
+    for candidate in (Path(__file__).resolve().parents[3], Path.cwd()):
+        if (candidate / "crds").is_dir() and (candidate / "docs" / "examples").is_dir():
+            return candidate
+    raise RuntimeError(
+        "the demo applies the CRDs and samples of a checkout of the repository: "
+        "run it from the checkout's root (make demo)"
+    )
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,7 @@ def _wait(what: str, predicate: Callable[[], Any], console: Console, timeout: fl
 
 def run_demo(options: DemoOptions, console: Console) -> bool:
     """Run the demo; return whether the report matched the ground truth."""
+    root = checkout()
     options.output.mkdir(parents=True, exist_ok=True)
     # Each run has its own state, so a second `make demo` never touches a running one's.
     workdir = options.output / "runs" / time.strftime("%Y%m%dT%H%M%S")
@@ -121,7 +134,8 @@ def run_demo(options: DemoOptions, console: Console) -> bool:
             access = plane.start()
         console.print(f"Control plane on {access.server}; kubeconfig {access.kubeconfig}")
         api = client.ApiClient(_configuration(access.server, access.ca_file, access.admin_token))
-        install_crds(api, ROOT / "crds")
+        install_crds(api, root / "crds")
+        _create_teams(api, sim, console)
         env = {**os.environ, "KUBECONFIG": str(access.kubeconfig)}
         metrics_port = free_port()
         operator = ManagedProcess("operator", [
@@ -134,7 +148,7 @@ def run_demo(options: DemoOptions, console: Console) -> bool:
         operator.start()
         console.print(f"Operator running (log: {workdir / 'operator.log'}; metrics: "
                       f"http://127.0.0.1:{metrics_port}/metrics)")  # fmt: skip
-        pricing = _apply_examples(api, start)
+        pricing = _apply_examples(api, root, start)
         report = _wait("Waiting for the operator to reconcile the reports",
                        lambda: _ready(api, "monthly"), console)  # fmt: skip
         ok = _show(api, access.kubeconfig, sim, pricing, report=report, output=options.output,
@@ -209,15 +223,29 @@ def _configuration(server: str, ca_file: Path, token: str) -> client.Configurati
     return config
 
 
-def _apply_examples(api: client.ApiClient, start: int) -> dict[str, Any]:
+def _create_teams(api: client.ApiClient, sim: Simulation, console: Console) -> None:
+    """OpenShift Groups for the demo's teams; every eighth simulated user stays in none."""
+    apply_crds(api, [GROUP_CRD])
+    users = sorted({key[1][0] for key in sim.samples})
+    members: dict[str, list[str]] = {team: [] for team in TEAMS}
+    for index, user in enumerate(users):
+        if index % 8 != 7:
+            members[TEAMS[index % len(TEAMS)]].append(user)
+    for team, names in members.items():
+        create_group(api, team, names)
+    sizes = ", ".join(f"{team} ({len(names)} users)" for team, names in members.items())
+    console.print(f"OpenShift Groups for team attribution: {sizes}")
+
+
+def _apply_examples(api: client.ApiClient, root: Path, start: int) -> dict[str, Any]:
     objects = client.CustomObjectsApi(api)
-    pricing: dict[str, Any] = yaml.safe_load((ROOT / "docs/examples/tierpricing.yaml").read_text())
+    pricing: dict[str, Any] = yaml.safe_load((root / "docs/examples/tierpricing.yaml").read_text())
     # The sample prices apply from the start of the simulated history.
     pricing["spec"]["effectiveFrom"] = iso(start)
     objects.create_cluster_custom_object(GROUP, VERSION, "tierpricings", pricing)
     namespace = client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE))
     client.CoreV1Api(api).create_namespace(namespace)
-    monthly = yaml.safe_load((ROOT / "docs/examples/usagereport-monthly.yaml").read_text())
+    monthly = yaml.safe_load((root / "docs/examples/usagereport-monthly.yaml").read_text())
     objects.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "usagereports", monthly)
     daily = {**monthly, "metadata": {"name": "daily", "namespace": NAMESPACE}}
     daily["spec"] = {**monthly["spec"], "schedule": {"interval": "daily", "timeZone": "UTC"}}

@@ -8,6 +8,7 @@ ownerReferences and namespace deletion behave as in a cluster.
 
 from __future__ import annotations
 
+import copy
 import secrets
 import shutil
 import ssl
@@ -240,12 +241,18 @@ def _insecure() -> ssl.SSLContext:
 
 def install_crds(api: Any, directory: Path, timeout: float = 30.0) -> None:
     """Create or replace every CRD in ``directory`` and wait until each is Established."""
+    bodies = [yaml.safe_load(path.read_text()) for path in sorted(directory.glob("*.yaml"))]
+    apply_crds(api, bodies, timeout)
+
+
+def apply_crds(api: Any, bodies: list[dict[str, Any]], timeout: float = 30.0) -> None:
+    """Create or replace each CRD and wait until each is Established."""
     ext = client.ApiextensionsV1Api(api)
     names = []
-    for path in sorted(directory.glob("*.yaml")):
-        body = yaml.safe_load(path.read_text())
-        name = body["metadata"]["name"]
+    for manifest in bodies:
+        name = manifest["metadata"]["name"]
         names.append(name)
+        body: Any = copy.deepcopy(manifest)
         try:
             current = ext.read_custom_resource_definition(name)
             body["metadata"]["resourceVersion"] = current.metadata.resource_version  # type: ignore[union-attr]
@@ -264,3 +271,30 @@ def install_crds(api: Any, directory: Path, timeout: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise ComponentError(f"CRD {name} was not Established within {timeout:.0f}s")
             time.sleep(0.2)
+
+
+# OpenShift's Group API (user.openshift.io/v1), enough of it for team attribution.
+GROUP_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "groups.user.openshift.io"},
+    "spec": {
+        "group": "user.openshift.io",
+        "scope": "Cluster",
+        "names": {"plural": "groups", "singular": "group", "kind": "Group"},
+        "versions": [{
+            "name": "v1", "served": True, "storage": True,
+            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                "users": {"type": "array", "items": {"type": "string"}}}}},
+        }],
+    },
+}  # fmt: skip
+
+
+def create_group(api: Any, name: str, users: list[str]) -> None:
+    """Create an OpenShift Group (the Group CRD must be installed)."""
+    body = {"apiVersion": "user.openshift.io/v1", "kind": "Group", "metadata": {"name": name},
+            "users": users}  # fmt: skip
+    client.CustomObjectsApi(api).create_cluster_custom_object(
+        "user.openshift.io", "v1", "groups", body
+    )
