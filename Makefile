@@ -50,12 +50,10 @@ bench: venv tools ## Run the benchmarks and write docs/benchmarks.md
 demo: venv tools ## Run the local demo (control plane, Prometheus, operator, report)
 	$(BIN)/chargeback demo
 
-IMAGE ?= quay.io/chargeback/chargeback-operator:0.1.0
-ENGINE ?= $(shell command -v podman || command -v docker)
+IMAGE ?= quay.io/chargeback/chargeback-operator:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-image: ## Build the operator image (needs podman or a Docker engine; not available on CI here)
-	@[ -n "$(ENGINE)" ] || { echo "No container engine found: install podman or Docker"; exit 1; }
-	$(ENGINE) build -f Containerfile -t $(IMAGE) .
+image: ## Build the operator image with podman (a local Debian base where UBI cannot be pulled)
+	IMAGE=$(IMAGE) bash hack/image.sh
 
 clean: ## Remove the Python environment and caches (not the tool cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

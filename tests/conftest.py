@@ -7,8 +7,14 @@ its own PostgreSQL database, and, where it needs specific history, its own Prome
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,6 +23,7 @@ from kubernetes import client, config
 from chargeback.testing.kube import ClusterAccess, ControlPlane, install_crds
 from chargeback.testing.postgres import PostgresServer
 from chargeback.testing.prometheus import PrometheusServer
+from chargeback.testing.simulator import HOUR_MS, Scenario, Simulation, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,3 +103,74 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., PrometheusServe
 def chargeback_crds(api_client: client.ApiClient) -> None:
     """The chargeback CRDs, installed from crds/ into the session's API server."""
     install_crds(api_client, ROOT / "crds")
+
+
+@dataclass(frozen=True)
+class CleanInstall:
+    """The wheel and sdist as built for release, and a fresh virtualenv holding the wheel alone."""
+
+    wheel: Path
+    sdist: Path
+    bin: Path
+
+
+@pytest.fixture(scope="session")
+def clean_install(tmp_path_factory: pytest.TempPathFactory) -> CleanInstall:
+    """``python -m build`` (sdist, then the wheel from the sdist), then ``pip install`` of the
+    wheel with no extras into a new virtualenv: what a user installs, not the dev environment."""
+    work = tmp_path_factory.mktemp("clean-install")
+    subprocess.run([sys.executable, "-m", "build", "--outdir", str(work / "dist"), str(ROOT)],
+                   check=True, capture_output=True, text=True)  # fmt: skip
+    (wheel,) = (work / "dist").glob("*.whl")
+    (sdist,) = (work / "dist").glob("*.tar.gz")
+    venv = work / "venv"
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                    str(wheel)], check=True)  # fmt: skip
+    return CleanInstall(wheel, sdist, venv / "bin")
+
+
+@pytest.fixture(scope="session")
+def fresh_clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``git clone`` of this repository holding the working tree as it would be committed
+    (staged and unstaged changes and new files applied): the root a reader starts from."""
+    dest = tmp_path_factory.mktemp("clone") / "chargeback-operator"
+    git = ["git", "-c", "advice.detachedHead=false"]
+    subprocess.run([*git, "clone", "--quiet", str(ROOT), str(dest)], check=True)
+    diff = subprocess.run([*git, "-C", str(ROOT), "diff", "HEAD", "--binary"], check=True,
+                          capture_output=True).stdout  # fmt: skip
+    if diff:
+        subprocess.run([*git, "-C", str(dest), "apply", "--binary", "-"], input=diff, check=True)
+    untracked = subprocess.run(
+        [*git, "-C", str(ROOT), "ls-files", "--others", "--exclude-standard", "-z"],
+        check=True, capture_output=True, text=True,
+    ).stdout.split("\0")  # fmt: skip
+    for name in filter(None, untracked):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
+@dataclass
+class Live:
+    """Simulated traffic up to now, in a running Prometheus."""
+
+    sim: Simulation
+    prometheus: PrometheusServer
+    start_ms: int
+
+
+@pytest.fixture(scope="session")
+def live() -> Iterator[Live]:
+    now = int(time.time() * 1000)
+    start = (now - 50 * HOUR_MS) // HOUR_MS * HOUR_MS
+    scenario = Scenario(
+        start_ms=start, hours=50, users=40, replicas=2, scrape_interval_ms=300_000, seed=21,
+        restarts=((1, start + 20 * HOUR_MS + 60_000),),
+    )  # fmt: skip
+    sim = simulate(scenario)
+    workdir = Path(tempfile.mkdtemp(prefix="chargeback-live-"))
+    server = PrometheusServer(workdir / "prom", openmetrics=sim.write_openmetrics(workdir / "l.om"))
+    with server:
+        yield Live(sim, server, start)

@@ -1,38 +1,58 @@
 """Every command a user is told to run in README.md and docs/ is exercised by a named test.
 
-The list below maps each documented command to the test (or `make demo`) that runs it; this test
-fails when a document gains a command nobody exercises, or a mapping points at a missing test.
+The list below maps each documented command to the test that runs it; this test fails when a
+document gains a command nobody exercises, or a mapping points at a missing test. The README's
+blocks are run here as their literal text, by bash, from the root of a fresh clone, with the
+wheel installed without extras on PATH; only what a reader replaces by their own values (the
+Prometheus address, the state directory) is substituted, and the substitutions are listed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import importlib
+import json
+import os
 import re
+import signal
+import subprocess
+from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
+import yaml
 from click.testing import CliRunner
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from chargeback.cli import main
+from chargeback.testing.demo import expected
+from chargeback.testing.kube import ClusterAccess
+from chargeback.testing.prometheus import PrometheusServer
+from chargeback.testing.simulator import HOUR_MS, Scenario, Simulation, simulate
+from chargeback.testing.tools import bin_dir
+from tests.conftest import CleanInstall, Live
+from tests.e2e.conftest import GROUP, VERSION, condition, get_report, wait_for
+from tests.e2e.test_operator import ms
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 EXERCISED_BY = {
-    "make demo": "tests.e2e.test_demo::test_demo_runs_end_to_end_and_matches_ground_truth",
+    "make demo": "tests.e2e.test_install::test_make_demo_from_a_fresh_clone",
     "make test": ".ci/run",
     "make venv tools": ".ci/run",
     "make bench": "benchmarks.run::main",
-    "kubectl apply -f crds/": "tests.conftest::chargeback_crds",
-    "chargeback run": "tests.e2e.test_operator_crash::"
-    "test_sigkill_during_collection_and_finalisation",
-    "kubectl apply -f docs/examples/": "tests.api.test_validation::test_examples_are_accepted",
-    "kubectl create namespace": "tests.conftest::namespace",
-    "kubectl get tierpricings,usagereports": "tests.e2e.test_operator::test_operator_end_to_end",
-    "chargeback report": "tests.integration.test_report::"
-    "test_report_json_equals_hand_priced_ground_truth",
-    "chargeback collect": "tests.integration.test_collect_failures::"
-    "test_sigkill_at_random_points_never_double_counts",
-    "chargeback ledger show": "tests.test_docs::test_ledger_show_runs",
+    "kubectl apply -f crds/": "tests.test_docs::test_readme_cluster_commands_as_written",
+    "chargeback run": "tests.test_docs::test_readme_cluster_commands_as_written",
+    "kubectl apply -f docs/examples/": "tests.test_docs::test_readme_cluster_commands_as_written",
+    "kubectl create namespace": "tests.test_docs::test_readme_cluster_commands_as_written",
+    "kubectl get tierpricings,usagereports": "tests.test_docs::"
+    "test_readme_cluster_commands_as_written",
+    "chargeback report": "tests.test_docs::test_readme_prometheus_commands_as_written",
+    "chargeback collect": "tests.test_docs::test_readme_prometheus_commands_as_written",
+    "chargeback ledger show": "tests.test_docs::test_readme_prometheus_commands_as_written",
 }
 
 
@@ -68,3 +88,158 @@ def test_ledger_show_runs(tmp_path: Path) -> None:
                                         "--source-id", "nope"])  # fmt: skip
     assert missing.exit_code == 1
     assert "no source 'nope' in the ledger" in missing.output
+
+
+# What a reader replaces by their own values; everything else runs as written.
+READER_VALUES = {
+    "https://thanos-querier.openshift-monitoring.svc:9091": "{prometheus}",
+    "http://prometheus:9090": "{prometheus}",
+    "sqlite:////var/lib/chargeback/": "sqlite:///{state}/",
+}
+
+
+def readme_block(first_command: str) -> str:
+    """The README's ```sh block that starts with ``first_command``."""
+    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    (block,) = [b for b in blocks if b.startswith(first_command)]
+    return block
+
+
+def as_a_reader(block: str, **values: str) -> str:
+    for written, mine in READER_VALUES.items():
+        block = block.replace(written, mine.format(**values))
+    return block
+
+
+def reader_env(clean_install: CleanInstall, **extra: str) -> dict[str, str]:
+    path = f"{clean_install.bin}:{bin_dir()}:{os.environ['PATH']}"
+    return {**os.environ, "PATH": path, "COLUMNS": "160", **extra}
+
+
+def test_readme_cluster_commands_as_written(
+    clean_install: CleanInstall,
+    fresh_clone: Path,
+    live: Live,
+    cluster: ClusterAccess,
+    api_client: client.ApiClient,
+    chargeback_crds: None,
+    tmp_path: Path,
+) -> None:
+    script = as_a_reader(
+        readme_block("kubectl apply -f crds/"), prometheus=live.prometheus.url, state=str(tmp_path)
+    )
+    env = reader_env(clean_install, KUBECONFIG=str(cluster.kubeconfig))
+    objects = client.CustomObjectsApi(api_client)
+    with (tmp_path / "out.log").open("w") as log:
+        shell = subprocess.Popen(
+            ["bash", "-e", "-c", script],
+            cwd=fresh_clone,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        assert shell.wait(timeout=120) == 0, (tmp_path / "out.log").read_text()
+        out = (tmp_path / "out.log").read_text()
+        created = ("tierpricing.chargeback.dev/maas-default", "namespace/chargeback",
+                   "usagereport.chargeback.dev/monthly")  # fmt: skip
+        for line in (f"{name} created" for name in created):
+            assert line in out, out
+        # The operator started by the block (`chargeback run ... &`) makes the report Ready.
+        report = wait_for(
+            lambda: (
+                (r := get_report(api_client, "chargeback", "monthly"))
+                and condition(r, "Ready").get("status") == "True"
+                and r.get("status", {}).get("exports")
+                and r
+            ),
+            timeout=120,
+            what="the README's monthly report Ready",
+        )
+        export = client.CoreV1Api(api_client).read_namespaced_config_map(
+            report["status"]["exports"][0], "chargeback"
+        )
+        document = json.loads(export.data["report.json"])
+        through = -(-ms(document["dataThrough"]) // HOUR_MS) * HOUR_MS
+        truth = live.sim.truth(ms(document["period"]["start"]), through)
+        assert report["status"]["totals"]["tokens"] == sum(truth.values()) > 0
+        table = subprocess.run(["kubectl", "get", "usagereports", "-n", "chargeback"], env=env,
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+        assert "monthly" in table
+        assert "True" in table
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGTERM)
+        client.CoreV1Api(api_client).delete_namespace("chargeback")
+        objects.delete_cluster_custom_object(GROUP, VERSION, "tierpricings", "maas-default")
+        wait_for(lambda: not _namespace_exists(api_client, "chargeback"), what="cleanup")
+
+
+def _namespace_exists(api: client.ApiClient, name: str) -> bool:
+    try:
+        client.CoreV1Api(api).read_namespace(name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def fixed_example_traffic(tmp_path: Path) -> tuple[Simulation, Path]:
+    """Simulated MaaS-style traffic in the pilot week of docs/examples/usagereport-fixed.yaml:
+    users in the `subscription` label, teams in `cost_center`."""
+    example = yaml.safe_load((ROOT / "docs/examples/usagereport-fixed.yaml").read_text())
+    start = ms(example["spec"]["period"]["start"]) - 6 * HOUR_MS
+    hours = (ms(example["spec"]["period"]["end"]) - start) // HOUR_MS + 6
+    sim = simulate(Scenario(start_ms=start, hours=hours, users=12, replicas=2, seed=11,
+                            metric=example["spec"]["source"]["metric"],
+                            restarts=((1, start + 50 * HOUR_MS + 60_000),)))  # fmt: skip
+    users = sorted({key[1][0] for key in sim.samples})
+    teams = {user: f"cc-{100 + index % 3}" for index, user in enumerate(users)}
+    path = tmp_path / "fixed.om"
+    with path.open("w") as out:
+        for line in sim.openmetrics():
+            line = re.sub(  # noqa: PLW2901
+                r'user="([^"]+)"',
+                lambda m: f'subscription="{m[1]}",cost_center="{teams[m[1]]}"',
+                line,
+            )
+            out.write(line + "\n")
+    return sim, path
+
+
+def test_readme_prometheus_commands_as_written(
+    clean_install: CleanInstall,
+    fresh_clone: Path,
+    prometheus_factory: Callable[..., PrometheusServer],
+    tmp_path: Path,
+) -> None:
+    sim, openmetrics = fixed_example_traffic(tmp_path)
+    prometheus = prometheus_factory(openmetrics)
+    script = as_a_reader(readme_block("chargeback report"), prometheus=prometheus.url, state="")
+    for leftover in ("chargeback.csv", "ledger.db"):
+        (fresh_clone / leftover).unlink(missing_ok=True)
+    run = subprocess.run(
+        ["bash", "-e", "-c", script],
+        cwd=fresh_clone,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=reader_env(clean_install),
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    example = yaml.safe_load((ROOT / "docs/examples/usagereport-fixed.yaml").read_text())
+    period = (ms(example["spec"]["period"]["start"]), ms(example["spec"]["period"]["end"]))
+    pricing = yaml.safe_load((ROOT / "docs/examples/tierpricing.yaml").read_text())
+    tokens, cost = expected(sim, pricing, *period)
+    with (fresh_clone / "chargeback.csv").open() as csv_file:
+        rows = list(csv.DictReader(csv_file))
+    assert sum(int(r["tokens"]) for r in rows) == tokens > 0
+    assert sum(Decimal(r["cost"]) for r in rows) == Decimal(cost)
+    assert {r["team"] for r in rows} == {"cc-100", "cc-101", "cc-102"}
+    # `ledger show --by model` prints what `collect` kept: every model of the pilot week.
+    models = {key[1][2] for key in sim.samples if key[1][2]}
+    assert all(model in run.stdout for model in models), run.stdout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,34 +15,9 @@ from kubernetes import client
 
 from chargeback.testing.kube import ClusterAccess
 from chargeback.testing.process import free_port
-from chargeback.testing.prometheus import PrometheusServer
-from chargeback.testing.simulator import HOUR_MS, Scenario, Simulation, simulate
+from tests.conftest import Live
 
 GROUP, VERSION = "chargeback.dev", "v1alpha1"
-
-
-@dataclass
-class Live:
-    """Simulated traffic up to now, in a running Prometheus."""
-
-    sim: Simulation
-    prometheus: PrometheusServer
-    start_ms: int
-
-
-@pytest.fixture(scope="session")
-def live() -> Iterator[Live]:
-    now = int(time.time() * 1000)
-    start = (now - 50 * HOUR_MS) // HOUR_MS * HOUR_MS
-    scenario = Scenario(
-        start_ms=start, hours=50, users=40, replicas=2, scrape_interval_ms=300_000, seed=21,
-        restarts=((1, start + 20 * HOUR_MS + 60_000),),
-    )  # fmt: skip
-    sim = simulate(scenario)
-    workdir = Path(tempfile.mkdtemp(prefix="chargeback-live-"))
-    server = PrometheusServer(workdir / "prom", openmetrics=sim.write_openmetrics(workdir / "l.om"))
-    with server:
-        yield Live(sim, server, start)
 
 
 def local_zone_near_midday() -> str:

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -63,17 +64,35 @@ def test_bad_values_are_refused_with_the_field_named() -> None:
         assert field in result.stderr, result.stderr
 
 
+@pytest.fixture(scope="session")
+def packaged_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`helm package`: the archive users install, not the folder."""
+    out = tmp_path_factory.mktemp("chart")
+    packaged = helm(None, "package", str(CHART), "-d", str(out))
+    assert packaged.returncode == 0, packaged.stderr
+    (archive,) = out.glob("chargeback-operator-*.tgz")
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert {"chargeback-operator/values.schema.json",
+            "chargeback-operator/templates/deployment.yaml"} <= names  # fmt: skip
+    assert {
+        f"chargeback-operator/crds/{crd.name}" for crd in (ROOT / "crds").glob("*.yaml")
+    } <= names
+    return archive
+
+
 @pytest.fixture
 def release(
-    cluster: ClusterAccess, api_client: client.ApiClient, chargeback_crds: None
-) -> Iterator[tuple[str, str]]:
+    cluster: ClusterAccess, api_client: client.ApiClient, chargeback_crds: None,
+    packaged_chart: Path,
+) -> Iterator[tuple[str, str]]:  # fmt: skip
     namespace = f"cb-{uuid.uuid4().hex[:6]}"
     labels = {"pod-security.kubernetes.io/enforce": "restricted"}
     client.CoreV1Api(api_client).create_namespace(
         client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace, labels=labels))
     )
     name = f"cb{uuid.uuid4().hex[:6]}"
-    installed = helm(cluster, "install", name, str(CHART), "-n", namespace,
+    installed = helm(cluster, "install", name, str(packaged_chart), "-n", namespace,
                      "--set", "prometheus.url=https://thanos.invalid:9091")  # fmt: skip
     assert installed.returncode == 0, installed.stderr
     yield name, namespace
@@ -82,8 +101,9 @@ def release(
 
 
 def test_install_passes_pod_security_restricted_then_upgrades_and_uninstalls(
-    cluster: ClusterAccess, api_client: client.ApiClient, release: tuple[str, str]
-) -> None:
+    cluster: ClusterAccess, api_client: client.ApiClient, release: tuple[str, str],
+    packaged_chart: Path,
+) -> None:  # fmt: skip
     name, namespace = release
     apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
     deployment = apps.read_namespaced_deployment(name, namespace)
@@ -96,7 +116,8 @@ def test_install_passes_pod_security_restricted_then_upgrades_and_uninstalls(
         core.create_namespaced_pod(namespace, pod, dry_run="All")
     assert "allowPrivilegeEscalation" in json.loads(err.value.body)["message"]
 
-    upgraded = helm(cluster, "upgrade", name, str(CHART), "-n", namespace, "--reuse-values",
+    upgraded = helm(cluster, "upgrade", name, str(packaged_chart), "-n", namespace,
+                    "--reuse-values",
                     "--set", "refreshSeconds=30")  # fmt: skip
     assert upgraded.returncode == 0, upgraded.stderr
     env = {e.name: e.value for e in apps.read_namespaced_deployment(name, namespace)

@@ -45,7 +45,9 @@ def test_lint_imports_fails_when_production_code_imports_the_test_platform(
     tmp_path: Path,
 ) -> None:
     tree = tmp_path / "tree"
-    shutil.copytree(ROOT / "operator", tree / "operator", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "operator", tree / "operator", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copy(ROOT / ".importlinter", tree / ".importlinter")
     clean = _lint_imports(tree)
     assert clean.returncode == 0, clean.stdout + clean.stderr
