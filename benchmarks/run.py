@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks import image_bench
 from benchmarks.collect_bench import run_accuracy, run_scale
 from benchmarks.forecast_bench import backtest, section
 from benchmarks.operator_bench import run_operator_scale, status_at
@@ -46,6 +47,7 @@ def main() -> None:
     operator = run_operator_scale()
     status_bytes = len(json.dumps(status_at(10_000)).encode())
     forecast = section(backtest())
+    image = image_bench.section(image_bench.measure_image())
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = f"""# Benchmarks
 
@@ -107,6 +109,7 @@ absolute difference from the simulator's observable ground truth.
 
 {forecast}
 
+{image}
 ## Reproduce
 
 ```sh

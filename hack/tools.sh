@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs or builds everything the tests and the demo need, skipping what is already there.
 #
-#   - Debian packages: prometheus (with promtool), postgresql
+#   - Debian packages: prometheus (with promtool), postgresql; podman, buildah, runc and
+#     mmdebstrap for the operator image (`make image`), with the container settings these
+#     machines need (hack/image.sh setup)
 #   - etcd, kube-apiserver, kube-controller-manager, kubectl and helm, built from the Go module
 #     proxy into a versioned cache outside the repository (see docs/development.md).
 #   - Prometheus 3 (as prometheus3), for the collector's anchored mode; Debian's 2.x stays the
@@ -24,14 +26,22 @@ apt_install() {
   local missing=()
   command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  local tool
+  for tool in podman buildah runc mmdebstrap; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  done
   if [ ${#missing[@]} -eq 0 ]; then
-    log "Debian packages present: prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'), postgresql $(ls /usr/lib/postgresql)"
+    log "Debian packages present: prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'), postgresql $(ls /usr/lib/postgresql), $(podman --version)"
     return
   fi
   log "Installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # podman's own helpers (conmon, CNI plugins, slirp4netns) are recommends; install them too.
+  if [[ " ${missing[*]} " == *" podman "* ]]; then
+    apt-get install -y -qq podman >/dev/null
+  fi
   # The package starts system services we do not use; our fixtures run private instances.
   systemctl disable --now prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true
   pkill -x prometheus >/dev/null 2>&1 || true
@@ -125,6 +135,7 @@ build_prometheus3() {
 main() {
   local start=$SECONDS
   apt_install
+  bash "$(dirname "$0")/image.sh" setup
   build_etcd
   build_helm
   build_k8s

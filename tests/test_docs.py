@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -169,21 +170,35 @@ def test_readme_cluster_commands_as_written(
         assert "monthly" in table
         assert "True" in table
     finally:
+        # The operator the block started releases its finalizers, then it is stopped.
+        for path in (
+            ("chargeback", "usagereports", "monthly"),
+            (None, "tierpricings", "maas-default"),
+        ):
+            _delete(objects, *path)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(shell.pid, signal.SIGTERM)
         client.CoreV1Api(api_client).delete_namespace("chargeback")
-        objects.delete_cluster_custom_object(GROUP, VERSION, "tierpricings", "maas-default")
-        wait_for(lambda: not _namespace_exists(api_client, "chargeback"), what="cleanup")
 
 
-def _namespace_exists(api: client.ApiClient, name: str) -> bool:
-    try:
-        client.CoreV1Api(api).read_namespace(name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
+def _delete(
+    objects: client.CustomObjectsApi, namespace: str | None, plural: str, name: str
+) -> None:
+    """Delete an object and wait until it is gone (its finalizer released)."""
+    scope = (namespace,) if namespace else ()
+    call = "namespaced_custom_object" if namespace else "cluster_custom_object"
+    with contextlib.suppress(ApiException):
+        getattr(objects, f"delete_{call}")(GROUP, VERSION, *scope, plural, name)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            getattr(objects, f"get_{call}")(GROUP, VERSION, *scope, plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        time.sleep(0.5)
+    raise AssertionError(f"{plural}/{name} was not deleted within 60 s (finalizer kept)")
 
 
 def fixed_example_traffic(tmp_path: Path) -> tuple[Simulation, Path]:

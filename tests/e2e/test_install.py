@@ -10,6 +10,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import pytest
 from kubernetes import client
 
 from chargeback.testing.kube import ClusterAccess
@@ -106,6 +107,8 @@ def test_wheel_runs_the_operator_to_ground_truth(
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # creates the clone's own virtualenv, as a reader's first run does
 def test_make_demo_from_a_fresh_clone(fresh_clone: Path) -> None:
     """The README's first command, typed at the root of a fresh clone, without a terminal."""
     demo = subprocess.run(  # noqa: S602 (the README's command, as typed)

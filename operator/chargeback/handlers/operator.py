@@ -6,6 +6,7 @@ CHARGEBACK_* environment variables (see services/reconcile.py: OperatorSettings.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -46,8 +47,22 @@ def startup(
 
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In-cluster ServiceAccount, else $KUBECONFIG as it is now (kopf's own readers)."""
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    """In-cluster ServiceAccount, else $KUBECONFIG as it is now (kopf's own readers).
+
+    In a pod, the API server is the address Kubernetes puts in the environment, as client-go and
+    the kubernetes client (our adapters) use it; kopf alone would ask cluster DNS for
+    kubernetes.default.svc, which a pod on the host network or with its own DNS may not resolve,
+    and the operator would then talk to the API server through two different addresses.
+    """
+    info = kopf.login_with_service_account(**kwargs)
+    if info is None:
+        return kopf.login_with_kubeconfig(**kwargs)
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT")
+    if host and port:
+        address = f"[{host}]" if ":" in host else host
+        info = dataclasses.replace(info, server=f"https://{address}:{port}")
+    return info
 
 
 @kopf.on.cleanup()
