@@ -41,7 +41,7 @@ EOF
 
 # A Debian 12 root file system with python3, imported as an image: no registry needed.
 local_base() {
-  if "$ENGINE" image exists "$LOCAL_BASE" 2>/dev/null; then
+  if "$ENGINE" image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
     log "Local base $LOCAL_BASE present"
     return
   fi
@@ -58,8 +58,8 @@ local_base() {
     "deb http://deb.debian.org/debian bookworm main" \
     "deb http://deb.debian.org/debian bookworm-updates main" \
     "deb http://deb.debian.org/debian-security bookworm-security main"
-  "$ENGINE" import --quiet --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'CMD ["/bin/sh"]' "$tar" "$LOCAL_BASE" >/dev/null
+  "$ENGINE" import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'CMD ["/bin/sh"]' "$tar" "$LOCAL_BASE" >/dev/null 2>&1
   log "Imported $LOCAL_BASE"
 }
 
@@ -68,7 +68,7 @@ build() {
   setup
   local base="${BASE:-}"
   if [ -z "$base" ]; then
-    if "$ENGINE" image exists "$DEFAULT_BASE" 2>/dev/null || "$ENGINE" pull -q "$DEFAULT_BASE" >/dev/null 2>&1; then
+    if "$ENGINE" image inspect "$DEFAULT_BASE" >/dev/null 2>&1 || "$ENGINE" pull -q "$DEFAULT_BASE" >/dev/null 2>&1; then
       base="$DEFAULT_BASE"
     else
       log "Cannot pull $DEFAULT_BASE (no registry reachable); using a local Debian 12 base instead"
@@ -77,7 +77,8 @@ build() {
     fi
   fi
   local mounts=()
-  if [ -f "$CA_BUNDLE" ]; then
+  # Build-time volumes are podman's (docker build has none; Docker hosts rarely need the CA).
+  if [ -f "$CA_BUNDLE" ] && [[ "$ENGINE" == *podman ]]; then
     mounts=(-v "$CA_BUNDLE:/etc/pki/chargeback-build-ca.crt:ro" --build-arg "PIP_CERT=/etc/pki/chargeback-build-ca.crt")
   fi
   log "Building $IMAGE on $base"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import importlib
-import json
 import os
 import re
 import signal
@@ -34,7 +33,7 @@ from chargeback.testing.prometheus import PrometheusServer
 from chargeback.testing.simulator import HOUR_MS, Scenario, Simulation, simulate
 from chargeback.testing.tools import bin_dir
 from tests.conftest import CleanInstall, Live
-from tests.e2e.conftest import GROUP, VERSION, condition, get_report, wait_for
+from tests.e2e.conftest import GROUP, VERSION, exported_document, wait_ready
 from tests.e2e.test_operator import ms
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,20 +147,8 @@ def test_readme_cluster_commands_as_written(
         for line in (f"{name} created" for name in created):
             assert line in out, out
         # The operator started by the block (`chargeback run ... &`) makes the report Ready.
-        report = wait_for(
-            lambda: (
-                (r := get_report(api_client, "chargeback", "monthly"))
-                and condition(r, "Ready").get("status") == "True"
-                and r.get("status", {}).get("exports")
-                and r
-            ),
-            timeout=120,
-            what="the README's monthly report Ready",
-        )
-        export = client.CoreV1Api(api_client).read_namespaced_config_map(
-            report["status"]["exports"][0], "chargeback"
-        )
-        document = json.loads(export.data["report.json"])
+        report = wait_ready(api_client, "chargeback", "monthly")
+        document = exported_document(api_client, "chargeback", report)
         through = -(-ms(document["dataThrough"]) // HOUR_MS) * HOUR_MS
         truth = live.sim.truth(ms(document["period"]["start"]), through)
         assert report["status"]["totals"]["tokens"] == sum(truth.values()) > 0

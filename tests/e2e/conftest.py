@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -80,3 +81,25 @@ def get_report(api: client.ApiClient, namespace: str, name: str) -> dict[str, An
         GROUP, VERSION, namespace, "usagereports", name
     )
     return obj
+
+
+def wait_ready(api: client.ApiClient, namespace: str, name: str, timeout: float = 120.0) -> Any:
+    """The report once it is Ready with its exports written."""
+    return wait_for(
+        lambda: (
+            (r := get_report(api, namespace, name))
+            and condition(r, "Ready").get("status") == "True"
+            and r.get("status", {}).get("exports")
+            and r
+        ),
+        timeout=timeout,
+        what=f"UsageReport {namespace}/{name} Ready",
+    )
+
+
+def exported_document(api: client.ApiClient, namespace: str, report: dict[str, Any]) -> Any:
+    """The report document (JSON) of the report's current export ConfigMap."""
+    export = client.CoreV1Api(api).read_namespaced_config_map(
+        report["status"]["exports"][0], namespace
+    )
+    return json.loads(export.data["report.json"])

@@ -17,7 +17,6 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -31,12 +30,12 @@ from tests.e2e.conftest import (
     GROUP,
     VERSION,
     Live,
-    condition,
-    get_report,
+    exported_document,
     local_zone_near_midday,
     wait_for,
+    wait_ready,
 )
-from tests.e2e.test_operator import PRICES, create_pricing, hand_cost, ms, report_body
+from tests.e2e.test_operator import create_pricing, live_totals, report_body
 
 VERSION_TAG = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 IMAGE = f"localhost/chargeback-operator-test:{VERSION_TAG}"
@@ -146,30 +145,6 @@ def container(
     print((logs.stdout + logs.stderr)[-5000:])  # shown by pytest when the test failed
 
 
-def _ready_report(api: client.ApiClient, namespace: str) -> dict[str, Any]:
-    def ready() -> dict[str, Any] | None:
-        report = get_report(api, namespace, "daily")
-        status = report.get("status", {})
-        ok = condition(report, "Ready").get("status") == "True" and status.get("exports")
-        return report if ok else None
-
-    found: dict[str, Any] = wait_for(ready, timeout=180, what="Ready in the container")
-    return found
-
-
-def _truth(
-    api: client.ApiClient, live: Live, namespace: str, report: dict[str, Any]
-) -> dict[str, Any]:
-    export = client.CoreV1Api(api).read_namespaced_config_map(
-        report["status"]["exports"][0], namespace
-    )
-    document = json.loads(export.data["report.json"])
-    through = -(-ms(document["dataThrough"]) // 3_600_000) * 3_600_000
-    tokens, cost = hand_cost(live, ms(document["period"]["start"]), through, [(0, PRICES)])
-    assert tokens > 0
-    return {"tokens": tokens, "cost": cost, "unpricedTokens": 0}
-
-
 def _reconciled(port: str, namespace: str) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
@@ -201,8 +176,10 @@ def test_image_runs_the_operator_as_the_chart_does(
     client.CustomObjectsApi(api_client).create_namespaced_custom_object(
         GROUP, VERSION, namespace, "usagereports", body
     )
-    report = _ready_report(api_client, namespace)
-    assert report["status"]["totals"] == _truth(api_client, live, namespace, report)
+    report = wait_ready(api_client, namespace, "daily", timeout=180)
+    assert report["status"]["totals"] == live_totals(
+        live, exported_document(api_client, namespace, report)
+    )
 
     # SIGTERM stops it well within the grace period, with a clean exit (not SIGKILL's 137).
     elapsed, code = _stop(name)
@@ -223,8 +200,10 @@ def test_image_runs_the_operator_as_the_chart_does(
         -1
     ]
     wait_for(lambda: _reconciled(port, namespace), timeout=120, what="reconcile after restart")
-    report = _ready_report(api_client, namespace)
-    assert report["status"]["totals"] == _truth(api_client, live, namespace, report)
+    report = wait_ready(api_client, namespace, "daily", timeout=180)
+    assert report["status"]["totals"] == live_totals(
+        live, exported_document(api_client, namespace, report)
+    )
     _stop(name)
     ledger = Ledger(dsn)
     try:

@@ -20,12 +20,11 @@ from tests.e2e.conftest import (
     GROUP,
     VERSION,
     Live,
-    condition,
-    get_report,
+    exported_document,
     local_zone_near_midday,
-    wait_for,
+    wait_ready,
 )
-from tests.e2e.test_operator import PRICES, create_pricing, hand_cost, ms, report_body
+from tests.e2e.test_operator import create_pricing, live_totals, report_body
 
 DEV_ONLY = {"cryptography", "matplotlib", "pytest", "hypothesis", "mypy", "ruff", "build"}
 
@@ -80,24 +79,9 @@ def test_wheel_runs_the_operator_to_ground_truth(
         client.CustomObjectsApi(api_client).create_namespaced_custom_object(
             GROUP, VERSION, namespace, "usagereports", body
         )
-        report = wait_for(
-            lambda: (
-                (r := get_report(api_client, namespace, "daily"))
-                and condition(r, "Ready").get("status") == "True"
-                and r.get("status", {}).get("exports")
-                and r
-            ),
-            timeout=120,
-            what="Ready from the clean install",
-        )
-        export = client.CoreV1Api(api_client).read_namespaced_config_map(
-            report["status"]["exports"][0], namespace
-        )
-        document = json.loads(export.data["report.json"])
-        through = -(-ms(document["dataThrough"]) // 3_600_000) * 3_600_000
-        tokens, cost = hand_cost(live, ms(document["period"]["start"]), through, [(0, PRICES)])
-        assert tokens > 0
-        assert report["status"]["totals"] == {"tokens": tokens, "cost": cost, "unpricedTokens": 0}
+        report = wait_ready(api_client, namespace, "daily")
+        document = exported_document(api_client, namespace, report)
+        assert report["status"]["totals"] == live_totals(live, document)
     finally:
         operator.send_signal(signal.SIGTERM)
         started = time.monotonic()

@@ -84,6 +84,14 @@ def hand_cost(
     return tokens, str(cost)
 
 
+def live_totals(live: Live, document: dict[str, Any]) -> dict[str, Any]:
+    """Status totals the truth gives for a report document priced at PRICES throughout."""
+    through = -(-ms(document["dataThrough"]) // 3_600_000) * 3_600_000
+    tokens, cost = hand_cost(live, ms(document["period"]["start"]), through, [(0, PRICES)])
+    assert tokens > 0
+    return {"tokens": tokens, "cost": cost, "unpricedTokens": 0}
+
+
 def ms(iso: str) -> int:
     return int(dt.datetime.fromisoformat(iso).timestamp() * 1000)
 
