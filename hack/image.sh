@@ -7,8 +7,8 @@
 # The Containerfile's default base is UBI 9 Python 3.11 (OpenShift). Where that base cannot be
 # pulled (no container registry reachable, as on the project's CI machines), a Debian 12 base with
 # python3 is built from Debian packages with mmdebstrap, once, and passed as BASE. The host's CA
-# bundle is mounted into the build (pip behind a TLS-intercepting proxy); it is never copied into
-# the image. Idempotent: a second run reuses the base and podman's layer cache.
+# bundle is given to the build as a secret (pip behind a TLS-intercepting proxy): mounted for the
+# install step only, never in a layer. Idempotent: a second run reuses the base and podman's layer cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -76,13 +76,12 @@ build() {
       base="$LOCAL_BASE"
     fi
   fi
-  local mounts=()
-  # Build-time volumes are podman's (docker build has none; Docker hosts rarely need the CA).
-  if [ -f "$CA_BUNDLE" ] && [[ "$ENGINE" == *podman ]]; then
-    mounts=(-v "$CA_BUNDLE:/etc/pki/chargeback-build-ca.crt:ro" --build-arg "PIP_CERT=/etc/pki/chargeback-build-ca.crt")
+  local secrets=()
+  if [ -f "$CA_BUNDLE" ]; then
+    secrets=(--secret "id=build-ca,src=$CA_BUNDLE")
   fi
   log "Building $IMAGE on $base"
-  "$ENGINE" build -f Containerfile --build-arg "BASE=$base" "${mounts[@]}" -t "$IMAGE" .
+  "$ENGINE" build -f Containerfile --build-arg "BASE=$base" "${secrets[@]}" -t "$IMAGE" .
   log "Built $IMAGE ($("$ENGINE" image inspect --format '{{.Size}}' "$IMAGE") bytes uncompressed)"
 }
 

@@ -75,6 +75,8 @@ def test_image_runs_restricted(image: str) -> None:
 def test_image_holds_the_runtime_and_nothing_else(image: str, clean_install: CleanInstall) -> None:
     # No compiler, no test suites of dependencies.
     assert in_image(image, "command -v gcc cc c++ clang ld strip || true").strip() == ""
+    # The build's CA bundle was a build secret, not a file of the image.
+    assert in_image(image, "ls /run/secrets/build-ca 2>/dev/null || true").strip() == ""
     site = "/opt/chargeback/lib/python3*/site-packages"
     assert in_image(image, f"find {site} -type d -name tests").strip() == ""
     # Exactly the distributions of a clean `pip install` of the wheel, less the installers.
