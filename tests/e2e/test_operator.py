@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import json
 import subprocess
+import time
 import urllib.request
 import uuid
 from collections import defaultdict
@@ -29,6 +30,7 @@ from tests.e2e.conftest import (
     get_report,
     local_zone_near_midday,
     wait_for,
+    wait_ready,
 )
 
 PRICES = {"free": "0.005", "premium": "0.008", "enterprise": "0.006"}
@@ -342,3 +344,45 @@ def test_api_server_restart_and_http_exports(
     current = f"{operator.metrics_url}/reports/{namespace}/after/current.csv"
     with urllib.request.urlopen(current, timeout=10) as response:  # noqa: S310
         assert response.read().decode() == config_map.data["report.csv"]
+
+
+def _reconciles(metrics_url: str) -> float:
+    with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=10) as response:  # noqa: S310
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith('chargeback_reconciles_total{kind="UsageReport"')
+    )
+
+
+def test_steady_state_writes_no_status(
+    operator: Operator, live: Live, api_client: client.ApiClient, namespace: str
+) -> None:
+    """Refreshes that find the same numbers write nothing: the object's resourceVersion holds
+    still over five refresh intervals while the operator keeps reconciling."""
+    pricing = create_pricing(api_client, live, "steady")
+    schedule = {"interval": "daily", "timeZone": local_zone_near_midday()}
+    body = report_body("steady", pricing, schedule=schedule)
+    client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "usagereports", body
+    )
+    wait_ready(api_client, namespace, "steady")
+    window, refresh = 15.0, 3.0  # the operator fixture refreshes every 3 s
+
+    def quiet_window() -> tuple[float, float] | None:
+        version = get_report(api_client, namespace, "steady")["metadata"]["resourceVersion"]
+        before = _reconciles(operator.metrics_url)
+        deadline = time.monotonic() + window
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if (
+                get_report(api_client, namespace, "steady")["metadata"]["resourceVersion"]
+                != version
+            ):
+                return None
+        return before, _reconciles(operator.metrics_url)
+
+    # The first refreshes finalise the previous day; after that nothing changes.
+    before, after = wait_for(quiet_window, timeout=120, what="five refreshes without a write")
+    assert after - before >= window / refresh - 2  # it did refresh, and wrote nothing

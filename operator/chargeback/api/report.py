@@ -274,4 +274,4 @@ class UsageReportStatus(ApiModel):
     exports: Annotated[list[Annotated[str, Field(max_length=253)]], Field(max_length=64)] = []  # noqa: RUF012
     """ConfigMaps holding the full document (JSON and CSV) of the period shown."""
     last_refresh_time: dt.datetime | None = None
-    """When the summary was last computed."""
+    """When the summary last changed (a refresh that finds the same numbers writes nothing)."""

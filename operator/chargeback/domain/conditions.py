@@ -51,3 +51,19 @@ def ready(others: Sequence[Cond], blocking: Sequence[str]) -> Cond:
         if cond.type in blocking and cond.status is not True:
             return Cond("Ready", False, cond.reason, cond.message)
     return Cond("Ready", True, "Reconciled", "")
+
+
+VOLATILE = frozenset({"lastRefreshTime"})
+"""Status fields that alone never justify a write (they would change on every refresh)."""
+
+
+def status_changes(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The status to write: ``desired`` when anything but a volatile field differs, else nothing.
+
+    A refresh that finds the same numbers writes no status (Kubernetes API conventions; each
+    write wakes every watcher of the object). A field set to None is absent in ``current``.
+    """
+    differs = any(
+        current.get(key) != value for key, value in desired.items() if key not in VOLATILE
+    )
+    return dict(desired) if differs else {}

@@ -19,6 +19,7 @@ from chargeback.adapters.exports import Owner
 from chargeback.adapters.httpserver import serve
 from chargeback.adapters.kube import default_client
 from chargeback.api.common import GROUP, VERSION
+from chargeback.domain.conditions import status_changes
 from chargeback.services.reconcile import OperatorSettings, Reconciler
 
 REFRESH_SECONDS = float(os.environ.get("CHARGEBACK_REFRESH_SECONDS", "60"))
@@ -84,7 +85,7 @@ def reconcile_pricing(
         result = memo.reconciler.reconcile_pricing(
             name, dict(spec), meta.get("generation", 0), dict(status)
         )
-    patch.status.update(result)
+    patch.status.update(status_changes(status, result))
     metrics.reconciles.labels("TierPricing", "ok").inc()
 
 
@@ -101,7 +102,7 @@ def reconcile_report(
     owner = Owner(namespace or "", name, uid)
     outcome = memo.reconciler.reconcile_report(owner, dict(spec), meta.get("generation", 0),
                                                dict(status))  # fmt: skip
-    patch.status.update(outcome.status)
+    patch.status.update(status_changes(status, outcome.status))
     for kind, reason, message in outcome.events:
         if kind == "Warning":
             kopf.warn(body, reason=reason, message=message)
