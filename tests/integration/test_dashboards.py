@@ -83,7 +83,7 @@ VALUE_PRICING = TierPricingSpec.model_validate({
         "gpuHour": "1.10",
         "gpuProducts": [{"name": "NVIDIA-L40S", "gpuHour": "1.50"},
                         {"name": "NVIDIA-H100-80GB-HBM3", "gpuHour": "4.25"}],
-        "models": [{"name": "llama-3-70b", "monthly": "730"}],
+        "models": [{"name": "llama-3-70b", "monthly": "744"}],
     },
 })  # fmt: skip
 
@@ -102,7 +102,8 @@ def test_value_dashboard_queries_run_and_price_gpus_by_product(traffic: Traffic)
             substitute(queries["Infrastructure cost by model (per hour)"]), at=AT / 1000
         )
     }
-    # At AT: granite 1 L40S pod, llama 4 A100 (default rate) + 730/730h fixed, qwen 2 H100,
+    # At AT: granite 1 L40S pod, llama 4 A100 (default rate) + 744 over January's 744 h,
+    # qwen 2 H100,
     # phi 1 GPU on an unlabelled node (default rate), deepseek 8 H100 (idle, running 30-60h).
     assert cost == {
         "granite-3-8b": Decimal("1.5"),

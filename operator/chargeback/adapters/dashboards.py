@@ -14,6 +14,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from chargeback.api.common import API_VERSION
+
 GRAFANA_GROUP, GRAFANA_VERSION, GRAFANA_PLURAL = (
     "grafana.integreatly.org",
     "v1beta1",
@@ -43,7 +45,7 @@ class PricingOwner:
 
 
 def _owner(owner: PricingOwner) -> list[client.V1OwnerReference]:
-    return [client.V1OwnerReference(api_version="chargeback.dev/v1alpha1", kind="TierPricing",
+    return [client.V1OwnerReference(api_version=API_VERSION, kind="TierPricing",
                                     name=owner.name, uid=owner.uid, controller=True)]  # fmt: skip
 
 
@@ -127,7 +129,7 @@ def _grafana_dashboard(
         "metadata": {
             "name": name, "namespace": settings.namespace,
             "labels": {"app.kubernetes.io/managed-by": "chargeback-operator"},
-            "ownerReferences": [{"apiVersion": "chargeback.dev/v1alpha1", "kind": "TierPricing",
+            "ownerReferences": [{"apiVersion": API_VERSION, "kind": "TierPricing",
                                  "name": owner.name, "uid": owner.uid, "controller": True}],
         },
         "spec": {

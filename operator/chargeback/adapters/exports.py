@@ -12,6 +12,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from chargeback.api.common import API_VERSION
+
 SHARD_BYTES = 900_000
 MANAGED_BY = {"app.kubernetes.io/managed-by": "chargeback-operator"}
 REPORT_LABEL = "chargeback.dev/report"
@@ -70,7 +72,7 @@ def write_export(
                 annotations={"chargeback.dev/period-start": period_start,
                              "chargeback.dev/part": f"{index + 1}/{count}"},
                 owner_references=[client.V1OwnerReference(
-                    api_version="chargeback.dev/v1alpha1", kind="UsageReport",
+                    api_version=API_VERSION, kind="UsageReport",
                     name=owner.name, uid=owner.uid, controller=True)],
             ),
             data=data,

@@ -9,6 +9,8 @@ from typing import Any, cast
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from chargeback.api.common import GROUP, VERSION
+
 OPENSHIFT_USER_GROUP = "user.openshift.io"
 
 
@@ -53,9 +55,7 @@ def object_uid(api: client.ApiClient, plural: str, name: str) -> str | None:
     try:
         body = cast(
             "dict[str, Any]",
-            client.CustomObjectsApi(api).get_cluster_custom_object(
-                "chargeback.dev", "v1alpha1", plural, name
-            ),
+            client.CustomObjectsApi(api).get_cluster_custom_object(GROUP, VERSION, plural, name),
         )
     except ApiException as exc:
         if exc.status == 404:

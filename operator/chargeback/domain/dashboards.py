@@ -340,7 +340,8 @@ def _on_products(expr: str, products: list[str], factor: str) -> str:
 def infra_cost_expr(pricing: TierPricingSpec, infra: InfraSource) -> str:
     """Infrastructure cost per hour by model.
 
-    GPUs by product times their rates, plus fixed monthly costs spread over 730 hours.
+    GPUs by product times their rates, plus fixed monthly costs spread over the hours of the UTC
+    calendar month (the reports' rule: :func:`chargeback.domain.value.month_ms`).
     """
     costs = pricing.infrastructure
     if costs is None:
@@ -352,9 +353,11 @@ def infra_cost_expr(pricing: TierPricingSpec, infra: InfraSource) -> str:
     if named:
         others = f"(({gpus}) unless on (product) ({_products(named)})) * {costs.gpu_hour}"
     terms.append(others)
+    month_hours = "(24 * days_in_month(vector(time())))"  # UTC, like value.month_ms
     for model in costs.models:
-        hourly = format((parse_decimal(model.monthly) / 730).quantize(Decimal("0.000001")), "f")
-        terms.append(f'label_replace(vector({hourly}), "model", "{model.name}", "", "")')
+        monthly = format(parse_decimal(model.monthly), "f")
+        hourly = f"vector({monthly}) / {month_hours}"
+        terms.append(f'label_replace({hourly}, "model", "{model.name}", "", "")')
     return f"sum by (model) ({' or '.join(terms)})"
 
 
@@ -385,7 +388,8 @@ def value_panels(
         PanelSpec("Infrastructure cost by model (per hour)", "timeseries", infra_cost,
                   unit=money, instant=False, legend="{{model}}", width=12, height=8,
                   description="GPUs allocated to serving pods times the GPU-hour rate of "
-                  "their product, plus fixed monthly costs over 730 hours."),
+                  "their product, plus fixed monthly costs over the hours of the calendar "
+                  "month (UTC), as in the reports."),
         PanelSpec("Infrastructure cost per 1M tokens", "timeseries",
                   f"({infra_cost}) / ({tokens} > 0) * 1000000", unit=money, instant=False,
                   legend="{{model}}", width=12, height=8, interval="1h"),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from chargeback.api.common import API_VERSION
 from chargeback.domain.attribution import TeamResolver
 from chargeback.domain.money import format_money, round_money
 from chargeback.domain.periods import Period
@@ -113,7 +114,7 @@ class ReportDocument:
             return [{"name": b.name, "tokens": b.tokens, "cost": money(b.cost)} for b in items]
 
         return {
-            "apiVersion": "chargeback.dev/v1alpha1",
+            "apiVersion": API_VERSION,
             "kind": "UsageReportDocument",
             "report": self.report,
             "period": {"start": iso(self.period.start_ms), "end": iso(self.period.end_ms)},
