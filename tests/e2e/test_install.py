@@ -49,8 +49,9 @@ def test_wheel_without_extras_serves_the_cli(clean_install: CleanInstall) -> Non
     assert "pip install 'chargeback-operator[demo]'" in demo.stderr
     assert "Traceback" not in demo.stderr
     with tarfile.open(clean_install.sdist) as sdist:
-        members = {Path(m).name for m in sdist.getnames()}
-    assert {"cli.py", "py.typed", "pyproject.toml", "README.md"} <= members
+        members = {m.split("/", 1)[-1] for m in sdist.getnames()}  # without the top folder
+    assert {"operator/chargeback/cli/__init__.py", "operator/chargeback/py.typed",
+            "pyproject.toml", "README.md"} <= members  # fmt: skip
 
 
 def test_wheel_runs_the_operator_to_ground_truth(

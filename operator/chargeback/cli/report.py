@@ -1,0 +1,152 @@
+"""``chargeback report``: a UsageReport rendered from Prometheus without a cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from chargeback.adapters.ledger import LedgerError
+from chargeback.adapters.prometheus import PrometheusError
+from chargeback.cli.common import (
+    LEDGER_HELP,
+    infra_options,
+    load_price_book,
+    load_report,
+    make_infra_source,
+    make_prometheus,
+    open_ledger,
+    parse_bucket,
+    parse_time,
+    prometheus_options,
+    read_groups,
+)
+from chargeback.domain import buckets
+from chargeback.domain.periods import report_period
+from chargeback.domain.selectors import SelectorError
+from chargeback.render import render_table
+from chargeback.services.collect import CollectError, Collector, CollectorSettings
+from chargeback.services.infra import InfraCollector
+from chargeback.services.report import ReportService
+
+
+@click.command()
+@prometheus_options
+@infra_options
+@click.option(
+    "--pricing",
+    "pricing_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="TierPricing manifest; several documents are several price versions.",
+)
+@click.option(
+    "--report",
+    "report_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="UsageReport manifest.",
+)
+@click.option(
+    "--ledger",
+    "dsn",
+    default="sqlite://",
+    show_default="in memory",
+    envvar="CHARGEBACK_LEDGER",
+    help=LEDGER_HELP,
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write here instead of standard output.",
+)
+@click.option(
+    "--at",
+    "at",
+    default="now",
+    show_default=True,
+    help="Show the period containing this time (scheduled reports).",
+)
+@click.option("--bucket", default="1h", show_default=True, help="Bucket size, e.g. 1h or 15m.")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Read OpenShift Groups for team attribution from this cluster.",
+)
+@click.option("--history-days", type=click.IntRange(0, 3660), default=62, show_default=True,
+              envvar="CHARGEBACK_HISTORY_DAYS",
+              help="Collect this many days before the period too (for forecasts).")  # fmt: skip
+def report(
+    *,
+    prometheus_url: str,
+    token_file: Path | None,
+    ca_file: Path | None,
+    insecure_skip_tls_verify: bool,
+    pricing_file: Path,
+    report_file: Path,
+    dsn: str,
+    fmt: str,
+    output: Path | None,
+    at: str,
+    bucket: str,
+    kubeconfig: Path | None,
+    history_days: int,
+    **gpu: Any,
+) -> None:
+    """Render a UsageReport from Prometheus without a cluster.
+
+    Collects, prices and attributes usage, sets it beside GPU costs (cost-to-value) and
+    forecasts the next period.
+    """
+    infra_source = make_infra_source(gpu)
+    report_name, spec, pricing_name = load_report(report_file)
+    book_name, book = load_price_book(pricing_file)
+    if book_name != pricing_name:
+        raise click.BadParameter(
+            f"the report names TierPricing {pricing_name!r} but {pricing_file} holds {book_name!r}",
+            param_hint="--pricing",
+        )
+    now_ms = parse_time("now", "--at")
+    at_ms = parse_time(at, "--at")
+    groups = read_groups(kubeconfig) if kubeconfig and spec.attribution.openshift_groups else None
+    bucket_ms = parse_bucket(bucket)
+    prometheus = make_prometheus(prometheus_url, token_file, ca_file, insecure_skip_tls_verify)
+    ledger = open_ledger(dsn)
+    try:
+        infra = (
+            InfraCollector(prometheus, ledger, infra_source, bucket_ms) if infra_source else None
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gpu-resolution") from exc
+    service = ReportService(
+        Collector(prometheus, ledger, CollectorSettings(bucket_ms=bucket_ms)), ledger, infra
+    )
+    period = report_period(spec, at_ms)
+    history = period.start_ms - history_days * buckets.DAY_MS
+    try:
+        rendered = service.render(report_name, spec, book, now_ms=now_ms, period=period,
+                                  groups=groups, history_start_ms=history)  # fmt: skip
+    except (PrometheusError, SelectorError, CollectError, LedgerError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        prometheus.close()
+        ledger.close()
+    if fmt == "table":
+        render_table(rendered.document, Console(file=output.open("w") if output else None))
+        return
+    text = rendered.json if fmt == "json" else rendered.csv
+    if output:
+        output.write_text(text)
+    else:
+        click.echo(text, nl=False)

@@ -1,0 +1,103 @@
+"""``chargeback run``: the operator."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+import click
+
+from chargeback.cli.common import (
+    LEDGER_HELP,
+    parse_bucket,
+)
+
+
+@click.command()
+@click.option(
+    "--prometheus-url",
+    envvar="CHARGEBACK_PROMETHEUS_URL",
+    default="https://thanos-querier.openshift-monitoring.svc:9091",
+    show_default=True,
+    help="Prometheus / Thanos Querier base URL.",
+)
+@click.option(
+    "--token-file",
+    envvar="CHARGEBACK_PROMETHEUS_TOKEN_FILE",
+    default="/var/run/secrets/kubernetes.io/serviceaccount/token",
+    show_default=True,
+    help="Bearer token file (re-read per request); ignored when missing.",
+)
+@click.option(
+    "--ca-file",
+    envvar="CHARGEBACK_PROMETHEUS_CA_FILE",
+    default="/var/run/secrets/kubernetes.io/serviceaccount/service-ca.crt",
+    show_default=True,
+    help="CA bundle for Prometheus TLS; ignored when missing.",
+)
+@click.option(
+    "--ledger",
+    "dsn",
+    envvar="CHARGEBACK_LEDGER",
+    default="sqlite:////var/lib/chargeback/ledger.db",
+    show_default=True,
+    help=LEDGER_HELP,
+)
+@click.option(
+    "--refresh-seconds",
+    envvar="CHARGEBACK_REFRESH_SECONDS",
+    default=60.0,
+    show_default=True,
+    help="How often each report is refreshed (and collected).",
+)
+@click.option(
+    "--bucket",
+    envvar="CHARGEBACK_BUCKET",
+    default="1h",
+    show_default=True,
+    help="Collection bucket size.",
+)
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    envvar="CHARGEBACK_NAMESPACES",
+    help="Watch only these namespaces (repeatable); default: all.",
+)
+@click.option(
+    "--metrics-port",
+    envvar="CHARGEBACK_METRICS_PORT",
+    default=8080,
+    show_default=True,
+    help="Port of /metrics, /healthz and /reports.",
+)
+@click.option("--liveness-port", default=8081, show_default=True, help="kopf liveness probe port.")
+def run(
+    *,
+    prometheus_url: str,
+    token_file: str,
+    ca_file: str,
+    dsn: str,
+    refresh_seconds: float,
+    bucket: str,
+    namespaces: tuple[str, ...],
+    metrics_port: int,
+    liveness_port: int,
+) -> None:
+    """Run the operator (one replica by design: kopf has no lease-based leader election)."""
+    parse_bucket(bucket)
+    os.environ.update({
+        "CHARGEBACK_PROMETHEUS_URL": prometheus_url,
+        "CHARGEBACK_PROMETHEUS_TOKEN_FILE": token_file,
+        "CHARGEBACK_PROMETHEUS_CA_FILE": ca_file,
+        "CHARGEBACK_LEDGER": dsn,
+        "CHARGEBACK_REFRESH_SECONDS": str(refresh_seconds),
+        "CHARGEBACK_BUCKET": bucket,
+        "CHARGEBACK_METRICS_PORT": str(metrics_port),
+    })  # fmt: skip
+    if dsn.startswith("sqlite:///"):
+        Path(dsn.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # Imported here: kopf and the handlers are only needed by this command.
+    handlers = importlib.import_module("chargeback.handlers.operator")
+    handlers.run_operator(list(namespaces), liveness_port)
