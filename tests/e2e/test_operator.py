@@ -14,6 +14,7 @@ from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -386,3 +387,29 @@ def test_steady_state_writes_no_status(
     # The first refreshes finalise the previous day; after that nothing changes.
     before, after = wait_for(quiet_window, timeout=120, what="five refreshes without a write")
     assert after - before >= window / refresh - 2  # it did refresh, and wrote nothing
+
+
+def test_a_dashboard_that_cannot_be_written_does_not_stop_the_report(
+    live: Live, api_client: client.ApiClient, namespace: str, request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A careless setting (a dashboard namespace that does not exist) costs the dashboard only:
+    the report is Ready with its numbers, and an event on it says what to fix."""
+    monkeypatch.setenv("CHARGEBACK_DASHBOARD_NAMESPACE", "no-such-namespace")
+    request.getfixturevalue("operator")
+    pricing = create_pricing(api_client, live, "nodash")
+    schedule = {"interval": "daily", "timeZone": local_zone_near_midday()}
+    client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "usagereports", report_body("nodash", pricing, schedule=schedule)
+    )
+    report = wait_ready(api_client, namespace, "nodash")
+    assert report["status"]["totals"]["tokens"] > 0
+
+    def warning() -> str:
+        events = client.CoreV1Api(api_client).list_namespaced_event(namespace).items
+        return next((e.message for e in events if e.reason == "DashboardNotProvisioned"
+                     and e.involved_object.name == "nodash"), "")  # fmt: skip
+
+    message = wait_for(warning, timeout=60, what="DashboardNotProvisioned event")
+    assert "namespace no-such-namespace" in message
+    assert "not found" in message

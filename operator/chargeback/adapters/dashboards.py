@@ -83,11 +83,31 @@ def wants_grafana_dashboard(api: client.ApiClient, settings: DashboardSettings) 
     return settings.grafana_operator == "on"
 
 
+class DashboardError(Exception):
+    """A dashboard could not be written; the message says where and why."""
+
+
 def provision(
     api: client.ApiClient, settings: DashboardSettings, owner: PricingOwner, name: str,
     document: dict[str, Any],
 ) -> list[str]:  # fmt: skip
     """Create or update the dashboard's ConfigMap (and GrafanaDashboard); return what was made."""
+    try:
+        return _provision(api, settings, owner, name, document)
+    except ApiException as exc:
+        try:
+            reason = json.loads(exc.body or "")["message"]
+        except (TypeError, ValueError, KeyError):
+            reason = f"{exc.status} {exc.reason}"
+        raise DashboardError(
+            f"cannot write dashboard {name} in namespace {settings.namespace}: {reason}"
+        ) from exc
+
+
+def _provision(
+    api: client.ApiClient, settings: DashboardSettings, owner: PricingOwner, name: str,
+    document: dict[str, Any],
+) -> list[str]:  # fmt: skip
     core = client.CoreV1Api(api)
     text = json.dumps(document, indent=2, sort_keys=True)
     wanted_labels = {settings.label[0]: settings.label[1],

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from chargeback.adapters import metrics
 from chargeback.adapters.dashboards import (
+    DashboardError,
     DashboardSettings,
     PricingOwner,
     provision,
@@ -277,7 +278,12 @@ class Reconciler:
             self.api, owner, iso(rendered.period.start_ms), rendered.json, rendered.csv
         )
         self.latest[key] = rendered
-        self._dashboards(parsed, book, rendered)
+        try:
+            self._dashboards(parsed, book, rendered)
+        except DashboardError as exc:
+            # The report stands without its dashboard; the event says what to fix.
+            log.warning("Could not provision the dashboard of UsageReport %s: %s", key, exc)
+            outcome.events.append(("Warning", "DashboardNotProvisioned", str(exc)))
         document = rendered.document
         conditions = self._conditions(document)
         if document["gaps"]:
