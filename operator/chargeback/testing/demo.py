@@ -25,6 +25,7 @@ import yaml
 from kubernetes import client
 from rich.console import Console
 
+from chargeback.api.common import GROUP, VERSION
 from chargeback.render import render_table
 from chargeback.testing.kube import GROUP_CRD, ControlPlane, apply_crds, create_group, install_crds
 from chargeback.testing.pictures import draw
@@ -34,7 +35,6 @@ from chargeback.testing.serving import Deployment, ServingScenario, simulate_ser
 from chargeback.testing.simulator import HOUR_MS, Scenario, Simulation, simulate
 from chargeback.testing.tools import binary
 
-GROUP, VERSION = "chargeback.dev", "v1alpha1"
 NAMESPACE = "chargeback"
 # The demo's teams, as OpenShift Groups (the sample report reads Groups prefixed "team-").
 TEAMS = ("team-research", "team-support", "team-product", "team-finance")
