@@ -38,9 +38,10 @@ apt_install() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  # podman's own helpers (conmon, CNI plugins, slirp4netns) are recommends; install them too.
+  # podman's network for build steps (CNI bridge plugins, NAT through iptables) and its
+  # helpers are recommends or suggestions; install them too.
   if [[ " ${missing[*]} " == *" podman "* ]]; then
-    apt-get install -y -qq podman >/dev/null
+    apt-get install -y -qq podman containernetworking-plugins iptables uidmap slirp4netns >/dev/null
   fi
   # The package starts system services we do not use; our fixtures run private instances.
   systemctl disable --now prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true
