@@ -157,6 +157,9 @@ def infra_options(func: Any) -> Any:
         click.option("--gpu-product-label", default=defaults.product_label,
                      envvar="CHARGEBACK_GPU_PRODUCT_LABEL", show_default=True,
                      help="kube_node_labels label naming the node's GPU product."),
+        click.option("--gpu-utilization-metric", default=defaults.utilization_metric,
+                     envvar="CHARGEBACK_GPU_UTILIZATION_METRIC", show_default=True,
+                     help="DCGM metric of GPU utilisation percent."),
         click.option("--gpu-query", default="", envvar="CHARGEBACK_GPU_QUERY",
                      help="Override: PromQL of GPUs allocated by model and product."),
         click.option("--gpu-utilization-query", default="",
@@ -175,6 +178,7 @@ def make_infra_source(options: dict[str, Any]) -> InfraSource | None:
         source = InfraSource(
             model_label=options.pop("gpu_model_label"),
             product_label=options.pop("gpu_product_label"),
+            utilization_metric=options.pop("gpu_utilization_metric"),
             resolution_ms=buckets.duration_ms(options.pop("gpu_resolution")),
             gpu_query=options.pop("gpu_query"),
             utilization_query=options.pop("gpu_utilization_query"),

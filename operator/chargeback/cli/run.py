@@ -5,13 +5,11 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
-from chargeback.cli.common import (
-    LEDGER_HELP,
-    parse_bucket,
-)
+from chargeback.cli.common import LEDGER_HELP, infra_options, make_infra_source, parse_bucket
 
 
 @click.command()
@@ -73,6 +71,10 @@ from chargeback.cli.common import (
     help="Port of /metrics, /healthz and /reports.",
 )
 @click.option("--liveness-port", default=8081, show_default=True, help="kopf liveness probe port.")
+@click.option("--history-days", type=click.IntRange(0, 3660), default=62, show_default=True,
+              envvar="CHARGEBACK_HISTORY_DAYS",
+              help="How far back a new source's history starts (for forecasts).")  # fmt: skip
+@infra_options
 def run(
     *,
     prometheus_url: str,
@@ -84,9 +86,16 @@ def run(
     namespaces: tuple[str, ...],
     metrics_port: int,
     liveness_port: int,
+    history_days: int,
+    **gpu: Any,
 ) -> None:
-    """Run the operator (one replica by design: kopf has no lease-based leader election)."""
+    """Run the operator (one replica by design: kopf has no lease-based leader election).
+
+    Every setting is a flag with the environment variable the Helm chart sets.
+    """
     parse_bucket(bucket)
+    make_infra_source(dict(gpu))  # refuses bad --gpu-* values before anything starts
+    # The handlers read their settings from the environment (and the timer interval at import).
     os.environ.update({
         "CHARGEBACK_PROMETHEUS_URL": prometheus_url,
         "CHARGEBACK_PROMETHEUS_TOKEN_FILE": token_file,
@@ -95,6 +104,14 @@ def run(
         "CHARGEBACK_REFRESH_SECONDS": str(refresh_seconds),
         "CHARGEBACK_BUCKET": bucket,
         "CHARGEBACK_METRICS_PORT": str(metrics_port),
+        "CHARGEBACK_HISTORY_DAYS": str(history_days),
+        "CHARGEBACK_GPU_COSTS": "true" if gpu["gpu_costs"] else "false",
+        "CHARGEBACK_GPU_RESOLUTION": gpu["gpu_resolution"],
+        "CHARGEBACK_GPU_MODEL_LABEL": gpu["gpu_model_label"],
+        "CHARGEBACK_GPU_PRODUCT_LABEL": gpu["gpu_product_label"],
+        "CHARGEBACK_GPU_UTILIZATION_METRIC": gpu["gpu_utilization_metric"],
+        "CHARGEBACK_GPU_QUERY": gpu["gpu_query"],
+        "CHARGEBACK_GPU_UTILIZATION_QUERY": gpu["gpu_utilization_query"],
     })  # fmt: skip
     if dsn.startswith("sqlite:///"):
         Path(dsn.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
