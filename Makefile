@@ -50,10 +50,10 @@ bench: venv tools ## Run the benchmarks and write docs/benchmarks.md
 demo: venv tools ## Run the local demo (control plane, Prometheus, operator, report)
 	$(BIN)/chargeback demo
 
-IMAGE ?= quay.io/chargeback/chargeback-operator:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?=
 
-image: ## Build the operator image with podman (a local Debian base where UBI cannot be pulled)
-	IMAGE=$(IMAGE) bash hack/image.sh
+image: ## Build the operator image with podman (IMAGE=... to tag; default: the project's version)
+	bash hack/image.sh $(IMAGE)
 
 clean: ## Remove the Python environment and caches (not the tool cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

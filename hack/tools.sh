@@ -30,6 +30,11 @@ apt_install() {
   for tool in podman buildah runc mmdebstrap; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
   done
+  # podman's network for build steps (CNI bridge plugins, NAT through iptables) and its helpers
+  # are recommends or suggestions of the package.
+  if [[ " ${missing[*]} " == *" podman "* ]]; then
+    missing+=(containernetworking-plugins iptables uidmap slirp4netns)
+  fi
   if [ ${#missing[@]} -eq 0 ]; then
     log "Debian packages present: prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'), postgresql $(ls /usr/lib/postgresql), $(podman --version)"
     return
@@ -38,11 +43,6 @@ apt_install() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  # podman's network for build steps (CNI bridge plugins, NAT through iptables) and its
-  # helpers are recommends or suggestions; install them too.
-  if [[ " ${missing[*]} " == *" podman "* ]]; then
-    apt-get install -y -qq podman containernetworking-plugins iptables uidmap slirp4netns >/dev/null
-  fi
   # The package starts system services we do not use; our fixtures run private instances.
   systemctl disable --now prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true
   pkill -x prometheus >/dev/null 2>&1 || true

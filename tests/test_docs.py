@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import yaml
 from click.testing import CliRunner
@@ -158,34 +159,29 @@ def test_readme_cluster_commands_as_written(
         assert "True" in table
     finally:
         # The operator the block started releases its finalizers, then it is stopped.
-        for path in (
-            ("chargeback", "usagereports", "monthly"),
-            (None, "tierpricings", "maas-default"),
-        ):
-            _delete(objects, *path)
+        args = (GROUP, VERSION, "chargeback", "usagereports", "monthly")
+        _delete(objects.delete_namespaced_custom_object, objects.get_namespaced_custom_object, args)
+        args = (GROUP, VERSION, "tierpricings", "maas-default")
+        _delete(objects.delete_cluster_custom_object, objects.get_cluster_custom_object, args)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(shell.pid, signal.SIGTERM)
         client.CoreV1Api(api_client).delete_namespace("chargeback")
 
 
-def _delete(
-    objects: client.CustomObjectsApi, namespace: str | None, plural: str, name: str
-) -> None:
+def _delete(delete: Callable[..., Any], get: Callable[..., Any], args: tuple[str, ...]) -> None:
     """Delete an object and wait until it is gone (its finalizer released)."""
-    scope = (namespace,) if namespace else ()
-    call = "namespaced_custom_object" if namespace else "cluster_custom_object"
     with contextlib.suppress(ApiException):
-        getattr(objects, f"delete_{call}")(GROUP, VERSION, *scope, plural, name)
+        delete(*args)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            getattr(objects, f"get_{call}")(GROUP, VERSION, *scope, plural, name)
+            get(*args)
         except ApiException as exc:
             if exc.status == 404:
                 return
             raise
         time.sleep(0.5)
-    raise AssertionError(f"{plural}/{name} was not deleted within 60 s (finalizer kept)")
+    raise AssertionError(f"{args[-2]}/{args[-1]} was not deleted within 60 s (finalizer kept)")
 
 
 def fixed_example_traffic(tmp_path: Path) -> tuple[Simulation, Path]:

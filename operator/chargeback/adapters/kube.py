@@ -40,6 +40,18 @@ def client_from_kubeconfig(path: Path) -> client.ApiClient:
     return cast("client.ApiClient", config.new_client_from_config(config_file=str(path)))  # type: ignore[no-untyped-call]
 
 
+def service_address() -> str | None:
+    """The API server's address in a pod, or None outside one.
+
+    Read from the environment Kubernetes sets, as client-go and the kubernetes client read it.
+    """
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT")
+    if not (host and port):
+        return None
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
 def default_client() -> client.ApiClient:
     """An ApiClient from the pod's ServiceAccount, or else from the kubeconfig ($KUBECONFIG)."""
     try:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
 from chargeback.adapters.kube import client_from_kubeconfig, openshift_groups
@@ -63,18 +63,24 @@ def load_manifests(path: Path, kind: str, option: str) -> list[dict[str, Any]]:
     return documents
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], data: Any, path: Path, option: str, prefix: str) -> M:
+    """``data`` as ``model``, or a CLI error naming the file, the option and each bad field."""
+    try:
+        return model.model_validate(data or {})
+    except ValidationError as exc:
+        raise click.BadParameter(f"{path}: {problems(exc, prefix)}", param_hint=option) from exc
+
+
 def load_price_book(path: Path) -> tuple[str, PriceBook]:
     """A TierPricing file (one document per price version) as a price book."""
     versions = []
     names = set()
     for number, document in enumerate(load_manifests(path, "TierPricing", "--pricing"), 1):
         names.add((document.get("metadata") or {}).get("name", ""))
-        try:
-            spec = TierPricingSpec.model_validate(document.get("spec") or {})
-        except ValidationError as exc:
-            raise click.BadParameter(
-                f"{path}: {problems(exc, 'spec.')}", param_hint="--pricing"
-            ) from exc
+        spec = validated(TierPricingSpec, document.get("spec"), path, "--pricing", "spec.")
         effective = buckets.to_ms(spec.effective_from) if spec.effective_from else 0
         versions.append(PriceVersion(number, effective, spec, spec_digest(spec)))
     if len(names) != 1:
@@ -91,12 +97,7 @@ def load_report(path: Path) -> tuple[str, UsageReportSpec, str]:
     """A UsageReport manifest: (namespace/name, spec, pricing name)."""
     (document,) = load_manifests(path, "UsageReport", "--report")[:1]
     metadata = document.get("metadata") or {}
-    try:
-        spec = UsageReportSpec.model_validate(document.get("spec") or {})
-    except ValidationError as exc:
-        raise click.BadParameter(
-            f"{path}: {problems(exc, 'spec.')}", param_hint="--report"
-        ) from exc
+    spec = validated(UsageReportSpec, document.get("spec"), path, "--report", "spec.")
     name = f"{metadata.get('namespace', 'default')}/{metadata.get('name', path.stem)}"
     return name, spec, spec.pricing_ref.name
 
@@ -109,10 +110,7 @@ def load_source(path: Path) -> SourceSpec:
         raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--source") from exc
     if isinstance(document, dict) and document.get("kind") == "UsageReport":
         document = (document.get("spec") or {}).get("source") or {}
-    try:
-        return SourceSpec.model_validate(document or {})
-    except ValidationError as exc:
-        raise click.BadParameter(f"{path}: {problems(exc)}", param_hint="--source") from exc
+    return validated(SourceSpec, document, path, "--source", "")
 
 
 def prometheus_options(func: Any) -> Any:

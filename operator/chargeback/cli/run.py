@@ -12,6 +12,22 @@ import click
 from chargeback.cli.common import LEDGER_HELP, infra_options, make_infra_source, parse_bucket
 
 
+def flag_environment(ctx: click.Context) -> dict[str, str]:
+    """Each flag's value under its environment variable (flags without one are left out)."""
+    env = {}
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if not isinstance(param.envvar, str) or value is None:
+            continue
+        if isinstance(value, bool):
+            env[param.envvar] = "true" if value else "false"
+        elif isinstance(value, tuple):
+            env[param.envvar] = " ".join(str(v) for v in value)
+        else:
+            env[param.envvar] = str(value)
+    return env
+
+
 @click.command()
 @click.option(
     "--prometheus-url",
@@ -95,24 +111,9 @@ def run(
     """
     parse_bucket(bucket)
     make_infra_source(dict(gpu))  # refuses bad --gpu-* values before anything starts
-    # The handlers read their settings from the environment (and the timer interval at import).
-    os.environ.update({
-        "CHARGEBACK_PROMETHEUS_URL": prometheus_url,
-        "CHARGEBACK_PROMETHEUS_TOKEN_FILE": token_file,
-        "CHARGEBACK_PROMETHEUS_CA_FILE": ca_file,
-        "CHARGEBACK_LEDGER": dsn,
-        "CHARGEBACK_REFRESH_SECONDS": str(refresh_seconds),
-        "CHARGEBACK_BUCKET": bucket,
-        "CHARGEBACK_METRICS_PORT": str(metrics_port),
-        "CHARGEBACK_HISTORY_DAYS": str(history_days),
-        "CHARGEBACK_GPU_COSTS": "true" if gpu["gpu_costs"] else "false",
-        "CHARGEBACK_GPU_RESOLUTION": gpu["gpu_resolution"],
-        "CHARGEBACK_GPU_MODEL_LABEL": gpu["gpu_model_label"],
-        "CHARGEBACK_GPU_PRODUCT_LABEL": gpu["gpu_product_label"],
-        "CHARGEBACK_GPU_UTILIZATION_METRIC": gpu["gpu_utilization_metric"],
-        "CHARGEBACK_GPU_QUERY": gpu["gpu_query"],
-        "CHARGEBACK_GPU_UTILIZATION_QUERY": gpu["gpu_utilization_query"],
-    })  # fmt: skip
+    # The handlers read their settings from the environment (the timer interval at import):
+    # each flag is handed on under its own environment variable.
+    os.environ.update(flag_environment(click.get_current_context()))
     if dsn.startswith("sqlite:///"):
         Path(dsn.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     # Imported here: kopf and the handlers are only needed by this command.

@@ -17,7 +17,7 @@ import kopf
 from chargeback.adapters import metrics
 from chargeback.adapters.exports import Owner
 from chargeback.adapters.httpserver import serve
-from chargeback.adapters.kube import default_client
+from chargeback.adapters.kube import default_client, service_address
 from chargeback.api.common import GROUP, VERSION
 from chargeback.domain.conditions import status_changes
 from chargeback.services.reconcile import OperatorSettings, Reconciler
@@ -58,12 +58,8 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     info = kopf.login_with_service_account(**kwargs)
     if info is None:
         return kopf.login_with_kubeconfig(**kwargs)
-    host = os.environ.get("KUBERNETES_SERVICE_HOST")
-    port = os.environ.get("KUBERNETES_SERVICE_PORT")
-    if host and port:
-        address = f"[{host}]" if ":" in host else host
-        info = dataclasses.replace(info, server=f"https://{address}:{port}")
-    return info
+    address = service_address()
+    return dataclasses.replace(info, server=address) if address else info
 
 
 @kopf.on.cleanup()
