@@ -19,13 +19,13 @@ from kubernetes import client
 
 from chargeback.adapters.kube import client_from_kubeconfig
 from chargeback.api.pricing import TierPricingSpec
-from chargeback.api.report import Attribution
+from chargeback.api.report import Attribution, PeriodSummary
 from chargeback.domain.attribution import TeamResolver
 from chargeback.domain.periods import Period
 from chargeback.domain.pricing import PriceBook, PriceVersion
 from chargeback.domain.reports import build_document
 from chargeback.domain.usage import UsageRow
-from chargeback.services.reconcile import summarize
+from chargeback.services.status import summarize
 from chargeback.testing.kube import ControlPlane, install_crds
 from chargeback.testing.process import free_port
 from chargeback.testing.prometheus import PrometheusServer
@@ -128,11 +128,15 @@ def status_at(users: int) -> dict[str, Any]:
         book=PriceBook([PriceVersion(1, 0, spec)]),
         teams=TeamResolver(Attribution(team_label="cost_center")), data_through_ms=24 * HOUR_MS,
         top_n=50,
-    ).as_dict()  # fmt: skip
-    finals = [{"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z",
-               "tokens": 10**12, "cost": "123456789.01"}] * 120  # fmt: skip
+    )  # fmt: skip
+    finals = [PeriodSummary.model_validate({
+        "start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z", "tokens": 10**12,
+        "cost": "123456789.01"})] * 120  # fmt: skip
     exports = [f"r-2026010{i}t0000" for i in range(9)]
-    return summarize(document, 50, finals, exports, "2026-01-03T00:00:00Z")
+    status = summarize(document, top_users=50, finals=finals, exports=exports,
+                       now_ms=2 * 24 * HOUR_MS)  # fmt: skip
+    dumped: dict[str, Any] = status.model_dump(mode="json", by_alias=True)
+    return dumped
 
 
 if __name__ == "__main__":

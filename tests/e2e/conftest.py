@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kopf.testing import KopfRunner
 from kubernetes import client
 
+from chargeback.app.settings import OperatorSettings
+from chargeback.handlers.operator import run_operator
 from chargeback.testing.kube import ClusterAccess
 from chargeback.testing.process import free_port
 from tests.conftest import Live
@@ -30,7 +32,7 @@ def local_zone_near_midday() -> str:
 
 @dataclass
 class Operator:
-    runner: KopfRunner
+    settings: OperatorSettings
     metrics_url: str
     ledger_dsn: str
 
@@ -52,10 +54,25 @@ def operator(
         "CHARGEBACK_METRICS_PORT": str(port),
     }.items():
         monkeypatch.setenv(key, value)
-    args = ["run", "--standalone", "--all-namespaces", "-m", "chargeback.handlers.operator"]
-    with KopfRunner(args, timeout=120) as runner:
-        yield Operator(runner, f"http://127.0.0.1:{port}", dsn)
-    assert runner.exception is None, runner.output[-3000:]
+    # The operator as `chargeback run` runs it, in a thread: settings from the environment.
+    settings = OperatorSettings()
+    stop, failures = threading.Event(), []
+
+    def operate() -> None:
+        try:
+            run_operator(settings, stop_flag=stop)
+        except BaseException as exc:  # reported by the fixture below
+            failures.append(exc)
+
+    thread = threading.Thread(target=operate, name="operator", daemon=True)
+    thread.start()
+    try:
+        yield Operator(settings, f"http://127.0.0.1:{port}", dsn)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not thread.is_alive(), "the operator did not stop within 60 s"
+    assert failures == []
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 90.0, what: str = "") -> Any:

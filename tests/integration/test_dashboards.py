@@ -11,8 +11,9 @@ import pytest
 
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.source import SourceSpec
-from chargeback.domain.dashboards import build_dashboard, build_value_dashboard, panel_queries
+from chargeback.domain.dashboards import build_dashboard, panel_queries
 from chargeback.domain.infra import InfraSource
+from chargeback.domain.value_dashboard import build_value_dashboard
 from chargeback.testing.simulator import HOUR_MS
 from tests.integration.conftest import T0, Traffic
 

@@ -1,11 +1,13 @@
-"""Exports as ConfigMaps: the full document of each period, JSON and CSV, owned by its report.
+"""Exports as ConfigMaps: the full document of each period in every format, owned by its report.
 
-A ConfigMap holds at most 1 MiB, so large documents are split into numbered parts
-(`<name>-<period>-<n>`), each below the limit; readers concatenate `report.json` parts in order.
+Each registered format (``domain/formats``) is one key, ``report.<format>``. A ConfigMap holds
+at most 1 MiB, so large documents are split into numbered parts (`<name>-<period>-<n>`), each
+below the limit; readers concatenate a key's parts in order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,21 +51,17 @@ def export_name(owner: Owner, period_start: str) -> str:
 
 
 def write_export(
-    api: client.ApiClient, owner: Owner, period_start: str, json_text: str, csv_text: str
+    api: client.ApiClient, owner: Owner, period_start: str, renditions: Mapping[str, str]
 ) -> list[str]:
-    """Create or update the ConfigMaps of one period; return their names."""
+    """Create or update the ConfigMaps of one period (ConfigMap key -> text); return their names."""
     core = client.CoreV1Api(api)
     base = export_name(owner, period_start)
-    json_parts, csv_parts = _shards(json_text), _shards(csv_text)
-    count = max(len(json_parts), len(csv_parts))
+    parts = {key: _shards(text) for key, text in renditions.items()}
+    count = max(len(p) for p in parts.values())
     names = []
     for index in range(count):
         name = base if count == 1 else f"{base}-{index}"
-        data = {}
-        if index < len(json_parts):
-            data["report.json"] = json_parts[index]
-        if index < len(csv_parts):
-            data["report.csv"] = csv_parts[index]
+        data = {key: shards[index] for key, shards in parts.items() if index < len(shards)}
         body = client.V1ConfigMap(
             metadata=client.V1ObjectMeta(
                 name=name,

@@ -1,7 +1,8 @@
 """The operator's HTTP endpoint: /metrics, /healthz and report exports.
 
-`/reports/<namespace>/<name>/<period-start>.json|.csv` serves finalised documents from the
-ledger; `/reports/<namespace>/<name>/current.json|csv` the open period as last rendered.
+`/reports/<namespace>/<name>/<period-start>.<format>` serves finalised documents from the
+ledger; `/reports/<namespace>/<name>/current.<format>` the open period as last rendered. Every
+format registered in ``domain/formats`` is served.
 """
 
 from __future__ import annotations
@@ -15,23 +16,33 @@ from typing import Any, Protocol
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chargeback.adapters import metrics
-from chargeback.adapters.ledger import PricingLedger
+from chargeback.domain import formats
 from chargeback.domain.buckets import to_ms
 
-_REPORT = re.compile(r"^/reports/([a-z0-9-]+)/([a-z0-9.-]+)/([0-9TZ:-]+|current)\.(json|csv)$")
+_REPORT = re.compile(r"^/reports/([a-z0-9-]+)/([a-z0-9.-]+)/([0-9TZ:-]+|current)\.([a-z0-9]+)$")
 
 
-class _Rendered(Protocol):
-    json: str
-    csv: str
+class Renditions(Protocol):
+    """A report document that can be rendered in any registered format."""
+
+    def text(self, fmt: str) -> str:
+        """The document in format ``fmt``."""
+        ...
 
 
-class _Reports(Protocol):
-    pricing: PricingLedger
-    latest: dict[str, Any]
+class ReportStore(Protocol):
+    """Where the endpoint finds documents (namespace/name keys)."""
+
+    def current(self, key: str) -> Renditions | None:
+        """The open period as last rendered."""
+        ...
+
+    def final(self, key: str, period_start_ms: int) -> Renditions | None:
+        """A finalised period."""
+        ...
 
 
-def serve(port: int, reconciler: _Reports) -> ThreadingHTTPServer:
+def serve(port: int, reports: ReportStore) -> ThreadingHTTPServer:
     """Start the server in a daemon thread; return it (call shutdown() to stop)."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -46,25 +57,25 @@ def serve(port: int, reconciler: _Reports) -> ThreadingHTTPServer:
                 self._reply(404, b"not found\n", "text/plain")
 
         def _report(self, namespace: str, name: str, start: str, fmt: str) -> None:
-            kind = "application/json" if fmt == "json" else "text/csv"
+            if fmt not in formats.names():
+                self._reply(404, f"no format {fmt}\n".encode(), "text/plain")
+                return
+            key = f"{namespace}/{name}"
             if start == "current":
-                latest: _Rendered | None = reconciler.latest.get(f"{namespace}/{name}")
-                if latest is None:
-                    self._reply(404, b"no open period rendered yet\n", "text/plain")
+                found = reports.current(key)
+                missing = b"no open period rendered yet\n"
+            else:
+                try:
+                    start_ms = to_ms(dt.datetime.fromisoformat(start))
+                except ValueError:
+                    self._reply(400, b"period start must be ISO 8601 with a zone\n", "text/plain")
                     return
-                self._reply(200, (latest.json if fmt == "json" else latest.csv).encode(), kind)
+                found = reports.final(key, start_ms)
+                missing = b"no finalised document for that period\n"
+            if found is None:
+                self._reply(404, missing, "text/plain")
                 return
-            try:
-                start_ms = to_ms(dt.datetime.fromisoformat(start))
-            except ValueError:
-                self._reply(400, b"period start must be ISO 8601 with a zone\n", "text/plain")
-                return
-            final = reconciler.pricing.final(f"{namespace}/{name}", start_ms)
-            if final is None:
-                self._reply(404, b"no finalised document for that period\n", "text/plain")
-                return
-            body = final.document if fmt == "json" else final.csv
-            self._reply(200, body.encode(), kind)
+            self._reply(200, found.text(fmt).encode(), formats.get(fmt).media_type)
 
         def _reply(self, code: int, payload: bytes, kind: str) -> None:
             self.send_response(code)

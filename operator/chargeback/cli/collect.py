@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
@@ -13,20 +11,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from chargeback.adapters.ledger import LedgerError
-from chargeback.adapters.prometheus import PrometheusError
+from chargeback.adapters.prometheus import PrometheusError, PrometheusSettings
+from chargeback.app.root import collecting, open_ledger
 from chargeback.cli.common import (
     LEDGER_HELP,
     console,
     load_source,
-    make_prometheus,
-    open_ledger,
     parse_bucket,
     parse_time,
     prometheus_options,
 )
 from chargeback.domain import buckets
 from chargeback.domain.selectors import SelectorError
-from chargeback.services.collect import CollectError, Collector, CollectorSettings
+from chargeback.services import ledger_view
+from chargeback.services.collect import CollectError
 
 
 @click.command()
@@ -55,12 +53,14 @@ def collect(
     if end_ms <= start_ms:
         raise click.BadParameter("must be after --from", param_hint="--to")
     bucket_ms = parse_bucket(bucket)
-    prometheus = make_prometheus(prometheus_url, token_file, ca_file, insecure_skip_tls_verify)
-    ledger = open_ledger(dsn)
-    collector = Collector(prometheus, ledger, CollectorSettings(bucket_ms=bucket_ms))
+    prometheus = PrometheusSettings(url=prometheus_url, token_file=token_file, ca_file=ca_file,
+                                    verify_tls=not insecure_skip_tls_verify)  # fmt: skip
     columns = [*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn()]
     try:
-        with Progress(*columns, TimeRemainingColumn(), console=console, transient=True) as bar:
+        with (
+            collecting(prometheus, dsn, bucket_ms) as collector,
+            Progress(*columns, TimeRemainingColumn(), console=console, transient=True) as bar,
+        ):
             task = bar.add_task("Collecting buckets", total=None)
             result = collector.collect(
                 source, start_ms, end_ms,
@@ -68,9 +68,6 @@ def collect(
             )  # fmt: skip
     except (PrometheusError, SelectorError, CollectError, LedgerError) as exc:
         raise click.ClickException(str(exc)) from exc
-    finally:
-        prometheus.close()
-        ledger.close()
     watermark = buckets.from_ms(result.watermark_ms)
     click.echo(
         f"Collected source {result.source_id} ({result.metric}): {result.steps} buckets, "
@@ -91,43 +88,22 @@ def ledger() -> None:
 @ledger.command("show")
 @click.option("--ledger", "dsn", required=True, envvar="CHARGEBACK_LEDGER", help=LEDGER_HELP)
 @click.option("--source-id", default=None, help="Only this source (default: all).")
-@click.option("--by", "group_by", type=click.Choice(["user", "tier", "model", "hour"]),
+@click.option("--by", "group_by", type=click.Choice(ledger_view.GROUPINGS),
               default="tier", show_default=True, help="Break usage down by this.")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)  # fmt: skip
 def ledger_show(dsn: str, source_id: str | None, group_by: str, fmt: str) -> None:
     """Show sources, watermarks, gaps and usage totals stored in the ledger."""
-    store = open_ledger(dsn)
     try:
-        records = [r for r in store.list_sources() if source_id in (None, r.id)]
-        if source_id and not records:
-            raise click.ClickException(f"no source {source_id!r} in the ledger")
-        report: list[dict[str, Any]] = []
-        for record in records:
-            breakdown: dict[str, int] = defaultdict(int)
-            for row in store.usage(record.id):
-                label = (
-                    f"{buckets.from_ms(row.bucket_start_ms):%FT%H:00Z}"
-                    if group_by == "hour"
-                    else getattr(row, group_by)
-                )
-                breakdown[label] += row.tokens
-            report.append({
-                "sourceId": record.id,
-                "metric": record.metric,
-                "start": f"{buckets.from_ms(record.start_ms):%FT%TZ}",
-                "watermark": f"{buckets.from_ms(record.watermark_ms):%FT%TZ}",
-                "tokens": sum(breakdown.values()),
-                "by": group_by,
-                "breakdown": dict(sorted(breakdown.items())),
-                "gaps": [
-                    {"start": f"{buckets.from_ms(g.start_ms):%FT%TZ}",
-                     "end": f"{buckets.from_ms(g.end_ms):%FT%TZ}", "reason": g.reason}
-                    for g in store.gaps(record.id)
-                ],
-            })  # fmt: skip
+        store = open_ledger(dsn)
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        report = ledger_view.sources(store, source_id, group_by)
     finally:
         store.close()
+    if source_id and not report:
+        raise click.ClickException(f"no source {source_id!r} in the ledger")
     if fmt == "json":
         click.echo(json.dumps(report, indent=2))
         return

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import yaml
+from click.core import ParameterSource
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
 from chargeback.adapters.kube import client_from_kubeconfig, openshift_groups
-from chargeback.adapters.ledger import Ledger
-from chargeback.adapters.prometheus import PrometheusClient, PrometheusSettings
 from chargeback.api.base import problems
 from chargeback.api.common import API_VERSION
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.report import UsageReportSpec
 from chargeback.api.source import SourceSpec
+from chargeback.app.settings import OperatorSettings
 from chargeback.domain import buckets
-from chargeback.domain.infra import InfraSource
 from chargeback.domain.pricing import PriceBook, PriceVersion, spec_digest
 
 console = Console(stderr=True)
@@ -131,59 +131,63 @@ def prometheus_options(func: Any) -> Any:
     return func
 
 
-def make_prometheus(
-    url: str, token_file: Path | None, ca_file: Path | None, insecure: bool
-) -> PrometheusClient:
-    """A Prometheus client from CLI options."""
-    return PrometheusClient(
-        PrometheusSettings(url=url, token_file=token_file, ca_file=ca_file, verify_tls=not insecure)
-    )
+FLAG_NAMES = {
+    "prometheus_token_file": "--token-file",
+    "prometheus_ca_file": "--ca-file",
+    "namespaces": "--namespace",
+}
+"""Settings whose flag is not ``--<field-name>``."""
+GPU_SETTINGS = tuple(f for f in OperatorSettings.model_fields if f.startswith("gpu_"))
 
 
-def infra_options(func: Any) -> Any:
-    """Options that say where GPU allocation and utilisation come from (cost-to-value)."""
-    defaults = InfraSource()
-    options = [
-        click.option("--gpu-costs/--no-gpu-costs", default=True, envvar="CHARGEBACK_GPU_COSTS",
-                     show_default=True, help="Collect GPU-hours per model for cost-to-value."),
-        click.option("--gpu-resolution", default="30s", envvar="CHARGEBACK_GPU_RESOLUTION",
-                     show_default=True,
-                     help="Integration step of GPU usage: the kube-state-metrics scrape interval."),
-        click.option("--gpu-model-label", default=defaults.model_label,
-                     envvar="CHARGEBACK_GPU_MODEL_LABEL", show_default=True,
-                     help="kube_pod_labels label naming the model a serving pod serves."),
-        click.option("--gpu-product-label", default=defaults.product_label,
-                     envvar="CHARGEBACK_GPU_PRODUCT_LABEL", show_default=True,
-                     help="kube_node_labels label naming the node's GPU product."),
-        click.option("--gpu-utilization-metric", default=defaults.utilization_metric,
-                     envvar="CHARGEBACK_GPU_UTILIZATION_METRIC", show_default=True,
-                     help="DCGM metric of GPU utilisation percent."),
-        click.option("--gpu-query", default="", envvar="CHARGEBACK_GPU_QUERY",
-                     help="Override: PromQL of GPUs allocated by model and product."),
-        click.option("--gpu-utilization-query", default="",
-                     envvar="CHARGEBACK_GPU_UTILIZATION_QUERY",
-                     help="Override: PromQL of per-GPU utilisation percent labelled by model."),
-    ]  # fmt: skip
-    for option in reversed(options):
-        func = option(func)
-    return func
+def flag(field: str) -> str:
+    """The flag of an operator setting."""
+    return FLAG_NAMES.get(field, "--" + field.replace("_", "-"))
 
 
-def make_infra_source(options: dict[str, Any]) -> InfraSource | None:
-    """The GPU source from :func:`infra_options` values (popped), None when switched off."""
-    enabled = options.pop("gpu_costs")
+def settings_options(fields: Iterable[str]) -> Callable[[Any], Any]:
+    """One option per operator setting in ``fields``, generated from the settings model.
+
+    Each is named after its setting, carries the ``CHARGEBACK_*`` variable, the model's default
+    and its documentation as help.
+    """
+
+    def decorate(func: Any) -> Any:
+        for field in reversed(list(fields)):
+            info = OperatorSettings.model_fields[field]
+            name = flag(field)
+            common: dict[str, Any] = {"envvar": f"CHARGEBACK_{field.upper()}",
+                                      "show_envvar": True, "help": info.description}  # fmt: skip
+            if info.annotation is bool:
+                decls = [f"{name}/--no-{name[2:]}", field]
+                option = click.option(*decls, default=info.default, show_default=True, **common)
+            elif field == "namespaces":
+                option = click.option(name, field, multiple=True, **common)
+            else:
+                kind = {"int": int, "float": float}.get(str(info.annotation), str)
+                option = click.option(name, field, default=info.default, show_default=True,
+                                      type=kind, **common)  # fmt: skip
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def settings_from(ctx: click.Context, fields: Iterable[str]) -> OperatorSettings:
+    """Operator settings from the flags given (else the environment); errors name the flag."""
+    given: dict[str, Any] = {}
+    for field in fields:
+        if ctx.get_parameter_source(field) in (None, ParameterSource.DEFAULT):
+            continue
+        value = ctx.params[field]
+        given[field] = " ".join(value) if isinstance(value, tuple) else value
     try:
-        source = InfraSource(
-            model_label=options.pop("gpu_model_label"),
-            product_label=options.pop("gpu_product_label"),
-            utilization_metric=options.pop("gpu_utilization_metric"),
-            resolution_ms=buckets.duration_ms(options.pop("gpu_resolution")),
-            gpu_query=options.pop("gpu_query"),
-            utilization_query=options.pop("gpu_utilization_query"),
-        )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--gpu-*") from exc
-    return source if enabled else None
+        return OperatorSettings(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        hint = flag(field) if field in OperatorSettings.model_fields else None
+        raise click.BadParameter(first["msg"], param_hint=hint) from exc
 
 
 LEDGER_HELP = "SQLAlchemy URL, e.g. sqlite:///ledger.db or postgresql+psycopg://..."
@@ -204,11 +208,3 @@ def parse_bucket(bucket: str) -> int:
         return buckets.duration_ms(bucket)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--bucket") from exc
-
-
-def open_ledger(dsn: str) -> Ledger:
-    """The ledger at ``dsn``, or a CLI error saying why it cannot be opened."""
-    try:
-        return Ledger(dsn)
-    except Exception as exc:
-        raise click.ClickException(f"cannot open the ledger {dsn}: {exc}") from exc

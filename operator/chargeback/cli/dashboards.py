@@ -12,8 +12,8 @@ from chargeback.cli.common import (
     load_price_book,
     load_report,
 )
-from chargeback.domain.dashboards import build_dashboard, build_value_dashboard
 from chargeback.domain.infra import InfraSource
+from chargeback.domain.value_dashboard import dashboards_of
 
 
 @click.command()
@@ -42,14 +42,9 @@ def dashboards(pricing_file: Path, report_file: Path | None, output: Path) -> No
     name, book = load_price_book(pricing_file)
     source = load_report(report_file)[1].source if report_file else SourceSpec()
     metric = source.metric or DEFAULT_METRICS[0]
-    document = build_dashboard(name, book.versions[-1].spec, source, metric)
     output.mkdir(parents=True, exist_ok=True)
-    target = output / f"chargeback-{name}.json"
-    target.write_text(json.dumps(document, indent=2) + "\n")
-    click.echo(f"Wrote {target} ({len(document['panels'])} panels)")
-    spec = book.versions[-1].spec
-    if spec.infrastructure is not None:
-        value = build_value_dashboard(name, spec, source, metric, InfraSource())
-        target = output / f"chargeback-{name}-value.json"
-        target.write_text(json.dumps(value, indent=2) + "\n")
-        click.echo(f"Wrote {target} ({len(value['panels'])} panels, cost to value)")
+    boards = dashboards_of(name, book.versions[-1].spec, source, metric, InfraSource())
+    for suffix, document in boards.items():
+        target = output / f"chargeback-{name}{suffix}.json"
+        target.write_text(json.dumps(document, indent=2) + "\n")
+        click.echo(f"Wrote {target} ({len(document['panels'])} panels)")

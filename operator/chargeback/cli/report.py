@@ -9,32 +9,46 @@ import click
 from rich.console import Console
 
 from chargeback.adapters.ledger import LedgerError
-from chargeback.adapters.prometheus import PrometheusError
+from chargeback.adapters.prometheus import PrometheusError, PrometheusSettings
+from chargeback.app.root import reporting
 from chargeback.cli.common import (
+    GPU_SETTINGS,
     LEDGER_HELP,
-    infra_options,
     load_price_book,
     load_report,
-    make_infra_source,
-    make_prometheus,
-    open_ledger,
     parse_bucket,
     parse_time,
     prometheus_options,
     read_groups,
+    settings_from,
+    settings_options,
 )
-from chargeback.domain import buckets
+from chargeback.domain import buckets, formats
 from chargeback.domain.periods import report_period
 from chargeback.domain.selectors import SelectorError
 from chargeback.render import render_table
-from chargeback.services.collect import CollectError, Collector, CollectorSettings
-from chargeback.services.infra import InfraCollector
-from chargeback.services.report import ReportService
+from chargeback.services.collect import CollectError
+
+
+class FormatChoice(click.Choice[str]):
+    """``table`` or any format registered in ``domain/formats``, as registered when it runs."""
+
+    def __init__(self) -> None:
+        super().__init__(["table"])
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """The choices at the time of asking."""
+        return ("table", *formats.names())
+
+    @choices.setter
+    def choices(self, _: Any) -> None:
+        pass
 
 
 @click.command()
 @prometheus_options
-@infra_options
+@settings_options(GPU_SETTINGS)
 @click.option(
     "--pricing",
     "pricing_file",
@@ -57,13 +71,7 @@ from chargeback.services.report import ReportService
     envvar="CHARGEBACK_LEDGER",
     help=LEDGER_HELP,
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv"]),
-    default="table",
-    show_default=True,
-)
+@click.option("--format", "fmt", type=FormatChoice(), default="table", show_default=True)
 @click.option(
     "--output",
     type=click.Path(path_type=Path),
@@ -102,14 +110,14 @@ def report(
     bucket: str,
     kubeconfig: Path | None,
     history_days: int,
-    **gpu: Any,
+    **_: Any,
 ) -> None:
     """Render a UsageReport from Prometheus without a cluster.
 
     Collects, prices and attributes usage, sets it beside GPU costs (cost-to-value) and
     forecasts the next period.
     """
-    infra_source = make_infra_source(gpu)
+    infra = settings_from(click.get_current_context(), GPU_SETTINGS).infrastructure()
     report_name, spec, pricing_name = load_report(report_file)
     book_name, book = load_price_book(pricing_file)
     if book_name != pricing_name:
@@ -117,35 +125,27 @@ def report(
             f"the report names TierPricing {pricing_name!r} but {pricing_file} holds {book_name!r}",
             param_hint="--pricing",
         )
-    now_ms = parse_time("now", "--at")
-    at_ms = parse_time(at, "--at")
+    now_ms, at_ms = parse_time("now", "--at"), parse_time(at, "--at")
     groups = read_groups(kubeconfig) if kubeconfig and spec.attribution.openshift_groups else None
     bucket_ms = parse_bucket(bucket)
-    prometheus = make_prometheus(prometheus_url, token_file, ca_file, insecure_skip_tls_verify)
-    ledger = open_ledger(dsn)
-    try:
-        infra = (
-            InfraCollector(prometheus, ledger, infra_source, bucket_ms) if infra_source else None
-        )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--gpu-resolution") from exc
-    service = ReportService(
-        Collector(prometheus, ledger, CollectorSettings(bucket_ms=bucket_ms)), ledger, infra
-    )
+    if infra is not None and bucket_ms % infra.resolution_ms:
+        raise click.BadParameter(f"the bucket ({bucket}) must be a multiple of the GPU "
+                                 "resolution", param_hint="--gpu-resolution")  # fmt: skip
+    prometheus = PrometheusSettings(url=prometheus_url, token_file=token_file, ca_file=ca_file,
+                                    verify_tls=not insecure_skip_tls_verify)  # fmt: skip
     period = report_period(spec, at_ms)
     history = period.start_ms - history_days * buckets.DAY_MS
     try:
-        rendered = service.render(report_name, spec, book, now_ms=now_ms, period=period,
-                                  groups=groups, history_start_ms=history)  # fmt: skip
+        with reporting(prometheus, dsn, bucket_ms, infra) as service:
+            rendered = service.render(report_name, spec, book, now_ms=now_ms, period=period,
+                                      groups=groups, history_start_ms=history)  # fmt: skip
     except (PrometheusError, SelectorError, CollectError, LedgerError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    finally:
-        prometheus.close()
-        ledger.close()
     if fmt == "table":
-        render_table(rendered.document, Console(file=output.open("w") if output else None))
+        table = rendered.document.as_dict()
+        render_table(table, Console(file=output.open("w") if output else None))
         return
-    text = rendered.json if fmt == "json" else rendered.csv
+    text = rendered.text(fmt)
     if output:
         output.write_text(text)
     else:

@@ -7,16 +7,51 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
+
+
+class Type(StrEnum):
+    """Condition types of TierPricing and UsageReport (docs/operations.md explains each)."""
+
+    READY = "Ready"
+    SOURCE_AVAILABLE = "SourceAvailable"
+    DATA_COMPLETE = "DataComplete"
+    PRICED = "Priced"
+    COST_TO_VALUE = "CostToValue"
+    FORECAST = "Forecast"
+
+
+class Reason(StrEnum):
+    """Condition (and event) reasons: CamelCase, as the CRD's schema requires."""
+
+    RECONCILED = "Reconciled"
+    VERSION_RECORDED = "VersionRecorded"
+    INVALID_SPEC = "InvalidSpec"
+    INVALID_SELECTOR = "InvalidSelector"
+    PRICING_NOT_FOUND = "PricingNotFound"
+    PROMETHEUS_ERROR = "PrometheusError"
+    COLLECTION_FAILED = "CollectionFailed"
+    COLLECTED = "Collected"
+    NO_GAPS = "NoGaps"
+    GAPS_RECORDED = "GapsRecorded"
+    ALL_USAGE_PRICED = "AllUsagePriced"
+    UNPRICED_USAGE = "UnpricedUsage"
+    COMPUTED = "Computed"
+    UNAVAILABLE = "Unavailable"
+    # Reasons of events only
+    SOURCE_UNAVAILABLE = "SourceUnavailable"
+    FINALIZED = "Finalized"
+    DASHBOARD_NOT_PROVISIONED = "DashboardNotProvisioned"
 
 
 @dataclass(frozen=True)
 class Cond:
     """A condition as computed now (without times)."""
 
-    type: str
+    type: Type
     status: bool | None
-    reason: str
+    reason: Reason
     message: str = ""
 
     @property
@@ -35,9 +70,9 @@ def merge(
         old = before.get(cond.type)
         changed = old is None or old.get("status") != cond.status_text
         merged.append({
-            "type": cond.type,
+            "type": str(cond.type),
             "status": cond.status_text,
-            "reason": cond.reason,
+            "reason": str(cond.reason),
             "message": cond.message[:2048],
             "lastTransitionTime": now_iso if changed else old["lastTransitionTime"],  # type: ignore[index]
             "observedGeneration": generation,
@@ -45,12 +80,12 @@ def merge(
     return merged
 
 
-def ready(others: Sequence[Cond], blocking: Sequence[str]) -> Cond:
+def ready(others: Sequence[Cond], blocking: Sequence[Type]) -> Cond:
     """Ready is False with the first failing blocking condition's reason, else True."""
     for cond in others:
         if cond.type in blocking and cond.status is not True:
-            return Cond("Ready", False, cond.reason, cond.message)
-    return Cond("Ready", True, "Reconciled", "")
+            return Cond(Type.READY, False, cond.reason, cond.message)
+    return Cond(Type.READY, True, Reason.RECONCILED, "")
 
 
 VOLATILE = frozenset({"lastRefreshTime"})

@@ -21,7 +21,6 @@ from grafana_foundation_sdk.models import prometheus as prometheus_models
 
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.source import SourceSpec
-from chargeback.domain.infra import InfraSource
 from chargeback.domain.money import parse_decimal
 from chargeback.domain.selectors import Matcher, parse_selector, series_selector
 
@@ -44,7 +43,8 @@ class PanelSpec:
     interval: str = ""
 
 
-def _filtered(source: SourceSpec, metric: str, *extra: Matcher) -> str:
+def filtered(source: SourceSpec, metric: str, *extra: Matcher) -> str:
+    """The source's selector with the dashboard's user/tier/model variables applied."""
     labels = source.labels
     variables = (
         Matcher(labels.user, "=~", "$user"),
@@ -74,7 +74,7 @@ def cost_expr(
     for tier in pricing.tiers:
         in_tier = Matcher(tier_label, "=", tier.name)
         for override in tier.models:
-            selector = _filtered(source, metric, in_tier, Matcher(model_label, "=", override.name))
+            selector = filtered(source, metric, in_tier, Matcher(model_label, "=", override.name))
             per_token = _per_token(override.price, pricing.tokens_per_unit)
             terms.append(f"increase({selector}[{window}]) * {per_token}")
         others = (
@@ -82,7 +82,7 @@ def cost_expr(
             if tier.models
             else []
         )
-        selector = _filtered(source, metric, in_tier, *others)
+        selector = filtered(source, metric, in_tier, *others)
         terms.append(
             f"increase({selector}[{window}]) * {_per_token(tier.price, pricing.tokens_per_unit)}"
         )
@@ -91,7 +91,7 @@ def cost_expr(
 
 def usage_panels(pricing: TierPricingSpec, source: SourceSpec, metric: str) -> list[PanelSpec]:
     """The seed dashboard's panels, made range-correct and priced from the TierPricing."""
-    selected = _filtered(source, metric)
+    selected = filtered(source, metric)
     user, tier, model = source.labels.user, source.labels.tier, source.labels.model
     money = f"currency{pricing.currency}"
     by_route = ", ".join([user, tier, model, *source.extra_labels])
@@ -256,7 +256,8 @@ _BUILDERS: dict[str, Any] = {
 }
 
 
-def _panel(spec: PanelSpec, panel_id: int) -> Any:
+def panel(spec: PanelSpec, panel_id: int) -> Any:
+    """The panel builder of ``spec``."""
     query = prometheus.Dataquery().expr(spec.expr).ref_id("A").legend_format(spec.legend)
     query = query.instant() if spec.instant else query.range()
     if spec.kind == "table":
@@ -270,7 +271,8 @@ def _panel(spec: PanelSpec, panel_id: int) -> Any:
     return panel
 
 
-def _variable(name: str, query: str) -> Any:
+def variable(name: str, query: str) -> Any:
+    """A multi-value query variable with All."""
     return (
         dashboard.QueryVariable(name)
         .label(name.capitalize())
@@ -297,13 +299,13 @@ def build_dashboard(
         .with_variable(
             dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus")
         )
-        .with_variable(_variable("user", f"label_values({base}, {source.labels.user})"))
-        .with_variable(_variable("tier", f"label_values({base}, {source.labels.tier})"))
-        .with_variable(_variable("model", f"label_values({base}, {source.labels.model})"))
-        .with_variable(_variable("report", "label_values(chargeback_report_tokens, report)"))
+        .with_variable(variable("user", f"label_values({base}, {source.labels.user})"))
+        .with_variable(variable("tier", f"label_values({base}, {source.labels.tier})"))
+        .with_variable(variable("model", f"label_values({base}, {source.labels.model})"))
+        .with_variable(variable("report", "label_values(chargeback_report_tokens, report)"))
     )
     for label in source.extra_labels:
-        board = board.with_variable(_variable(label, f"label_values({base}, {label})"))
+        board = board.with_variable(variable(label, f"label_values({base}, {label})"))
     panel_id = 1
     for title, panels in (
         ("Usage (live, from the gateway's counters)", usage_panels(pricing, source, metric)),
@@ -312,7 +314,7 @@ def build_dashboard(
         board = board.with_row(dashboard.Row(title).id(panel_id))
         panel_id += 1
         for spec in panels:
-            board = board.with_panel(_panel(spec, panel_id))
+            board = board.with_panel(panel(spec, panel_id))
             panel_id += 1
     encoded: dict[str, Any] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
     return encoded
@@ -325,111 +327,3 @@ def panel_queries(document: dict[str, Any]) -> list[tuple[str, str]]:
         for panel in document["panels"]
         for target in panel.get("targets", [])
     ]
-
-
-def _products(products: list[str]) -> str:
-    """A vector with one series per GPU product (label product), each of value 1."""
-    return " or ".join(f'label_replace(vector(1), "product", "{p}", "", "")' for p in products)
-
-
-def _on_products(expr: str, products: list[str], factor: str) -> str:
-    """``expr`` (labelled by product) restricted to ``products``, times ``factor``."""
-    return f"(({expr}) * on (product) group_left () ({_products(products)})) * {factor}"
-
-
-def infra_cost_expr(pricing: TierPricingSpec, infra: InfraSource) -> str:
-    """Infrastructure cost per hour by model.
-
-    GPUs by product times their rates, plus fixed monthly costs spread over the hours of the UTC
-    calendar month (the reports' rule: :func:`chargeback.domain.value.month_ms`).
-    """
-    costs = pricing.infrastructure
-    if costs is None:
-        return "vector(0)"
-    gpus = infra.gpus()
-    named = [p.name for p in costs.gpu_products]
-    terms = [_on_products(gpus, [p.name], p.gpu_hour) for p in costs.gpu_products]
-    others = f"({gpus}) * {costs.gpu_hour}"
-    if named:
-        others = f"(({gpus}) unless on (product) ({_products(named)})) * {costs.gpu_hour}"
-    terms.append(others)
-    month_hours = "(24 * days_in_month(vector(time())))"  # UTC, like value.month_ms
-    for model in costs.models:
-        monthly = format(parse_decimal(model.monthly), "f")
-        hourly = f"vector({monthly}) / {month_hours}"
-        terms.append(f'label_replace({hourly}, "model", "{model.name}", "", "")')
-    return f"sum by (model) ({' or '.join(terms)})"
-
-
-def value_panels(
-    pricing: TierPricingSpec, source: SourceSpec, metric: str, infra: InfraSource
-) -> list[PanelSpec]:
-    """Cost-to-value panels.
-
-    Revenue against infrastructure cost per model over time, utilisation, idle GPUs and the
-    operator's forecast.
-    """
-    money = f"currency{pricing.currency}"
-    model = source.labels.model
-    revenue = cost_expr(pricing, source, metric, model, "1h")
-    if model != "model":
-        revenue = f'label_replace({revenue}, "model", "$1", "{model}", "(.*)")'
-    tokens = f"sum by ({model}) (increase({_filtered(source, metric)}[1h]))"
-    if model != "model":
-        tokens = f'label_replace({tokens}, "model", "$1", "{model}", "(.*)")'
-    infra_cost = infra_cost_expr(pricing, infra)
-    gpus = f"sum by (model) ({infra.gpus()})"
-    util = infra.utilization()
-    report = 'report=~"$report"'
-    return [
-        PanelSpec("Revenue by model (per hour)", "timeseries", f"sum by (model) ({revenue})",
-                  unit=money, instant=False, legend="{{model}}", width=12, height=8,
-                  interval="1h"),
-        PanelSpec("Infrastructure cost by model (per hour)", "timeseries", infra_cost,
-                  unit=money, instant=False, legend="{{model}}", width=12, height=8,
-                  description="GPUs allocated to serving pods times the GPU-hour rate of "
-                  "their product, plus fixed monthly costs over the hours of the calendar "
-                  "month (UTC), as in the reports."),
-        PanelSpec("Infrastructure cost per 1M tokens", "timeseries",
-                  f"({infra_cost}) / ({tokens} > 0) * 1000000", unit=money, instant=False,
-                  legend="{{model}}", width=12, height=8, interval="1h"),
-        PanelSpec("GPU utilisation by model", "timeseries",
-                  f"sum by (model) ({util}) / count by (model) ({util})", unit="percent",
-                  instant=False, legend="{{model}}", width=12, height=8),
-        PanelSpec("Allocated GPUs by model", "timeseries", gpus, instant=False,
-                  legend="{{model}}", width=12, height=8),
-        PanelSpec("Idle GPUs (models serving no tokens in the last hour)", "timeseries",
-                  f"{gpus} unless on (model) ({tokens} > 0)", instant=False,
-                  legend="{{model}}", width=12, height=8),
-        PanelSpec("Margin by model (open period)", "bargauge",
-                  f"sum by (model) (chargeback_report_cost{{{report}}}) - sum by (model) "
-                  f"(chargeback_model_infrastructure_cost{{{report}}})", unit=money,
-                  legend="{{model}}", width=12, height=8),
-        PanelSpec("Forecast tokens of the next period", "table",
-                  f"sum by (model, bound) (chargeback_forecast_tokens{{{report}}})",
-                  legend="{{model}} {{bound}}", width=12, height=8,
-                  description="From the report's forecast: expected tokens with the lower "
-                  "and upper end of its interval."),
-    ]  # fmt: skip
-
-
-def build_value_dashboard(
-    name: str, pricing: TierPricingSpec, source: SourceSpec, metric: str, infra: InfraSource
-) -> dict[str, Any]:
-    """The cost-to-value dashboard JSON for one pricing and source."""
-    board = (
-        dashboard.Dashboard(f"AI models: cost to value ({name})")
-        .uid(f"chargeback-value-{name}"[:40])
-        .tags(["chargeback", "ai-gateway", "cost-to-value"])
-        .time("now-7d", "now")
-        .refresh("15m")
-        .timezone("browser")
-        .with_variable(
-            dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus")
-        )
-        .with_variable(_variable("report", "label_values(chargeback_report_tokens, report)"))
-    )
-    for panel_id, spec in enumerate(value_panels(pricing, source, metric, infra), start=1):
-        board = board.with_panel(_panel(spec, panel_id))
-    encoded: dict[str, Any] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
-    return encoded

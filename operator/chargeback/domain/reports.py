@@ -1,18 +1,15 @@
 """Report documents: usage priced by version, attributed to teams, broken down, conserved.
 
 Every breakdown is a sum of rounded line items, so each adds up to the totals exactly, in tokens
-and in money. Documents render to JSON and CSV deterministically: the same inputs give the same
-bytes, which is what lets a finalised period be stored once and re-rendered identically.
+and in money. Documents render deterministically (``domain/formats``): the same inputs give the
+same bytes, which is what lets a finalised period be stored once and re-rendered identically.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
-import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -21,7 +18,7 @@ from chargeback.api.common import API_VERSION
 from chargeback.domain.attribution import TeamResolver
 from chargeback.domain.money import format_money, round_money
 from chargeback.domain.periods import Period
-from chargeback.domain.pricing import PriceBook
+from chargeback.domain.pricing import PriceBook, PriceVersion
 from chargeback.domain.usage import Gap, UsageRow
 
 LINE_COLUMNS = (
@@ -34,6 +31,14 @@ LINE_COLUMNS = (
     "unpricedTokens",
     "includedTokens",
 )
+
+
+_DOCUMENT_KEYS = frozenset({
+    "apiVersion", "kind", "report", "period", "finalized", "dataComplete", "dataThrough",
+    "currency", "totals", "byTeam", "byTier", "byModel", "byUser", "topUsersByTokens",
+    "topUsersByCost", "gaps", "pricingVersions", "lines",
+})  # fmt: skip
+"""Keys of :meth:`ReportDocument.as_dict` it computes itself; any other key is a section."""
 
 
 @dataclass(frozen=True)
@@ -154,21 +159,34 @@ class ReportDocument:
             ],
         }
 
-    def to_json(self) -> str:
-        """Deterministic JSON text."""
-        return json.dumps(self.as_dict(), indent=2, ensure_ascii=False) + "\n"
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReportDocument:
+        """A document back from :meth:`as_dict` output (a finalised period read from storage).
 
-    def to_csv(self) -> str:
-        """Line items as CSV, with the period and currency on every row."""
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow([*LINE_COLUMNS, "currency", "periodStart", "periodEnd"])
-        start, end = iso(self.period.start_ms), iso(self.period.end_ms)
-        for ln in self.lines:
-            values = (ln.user, ln.team, ln.tier, ln.model, ln.tokens, self._money(ln.cost))
-            extra = (ln.unpriced_tokens, ln.included_tokens, self.currency, start, end)
-            writer.writerow([*values, *extra])
-        return out.getvalue()
+        ``as_dict(from_dict(d)) == d``: the lines, gaps and sections carry everything else.
+        """
+        lines = tuple(
+            Line(user=ln["user"], team=ln["team"], tier=ln["tier"], model=ln["model"],
+                 tokens=ln["tokens"], cost=Decimal(ln["cost"]),
+                 unpriced_tokens=ln["unpricedTokens"], included_tokens=ln["includedTokens"])
+            for ln in data["lines"]
+        )  # fmt: skip
+        return cls(
+            report=data["report"],
+            period=Period(_ms(data["period"]["start"]), _ms(data["period"]["end"])),
+            currency=data["currency"],
+            lines=lines,
+            gaps=tuple(Gap(_ms(g["start"]), _ms(g["end"]), g["reason"]) for g in data["gaps"]),
+            pricing_versions=tuple(data["pricingVersions"]),
+            data_through_ms=_ms(data["dataThrough"]),
+            finalized=data["finalized"],
+            top_n=max(len(data["topUsersByCost"]), 1),
+            sections=tuple((k, v) for k, v in data.items() if k not in _DOCUMENT_KEYS),
+        )
+
+    def section(self, name: str) -> Any:
+        """A further section (``costToValue``, ``forecast``) by name, None when absent."""
+        return dict(self.sections).get(name)
 
     def _money(self, amount: Decimal) -> str:
         return format_money(amount, self.currency)
@@ -177,6 +195,10 @@ class ReportDocument:
 def iso(t_ms: int) -> str:
     """UTC ISO 8601 with a Z suffix."""
     return dt.datetime.fromtimestamp(t_ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ms(text: str) -> int:
+    return int(dt.datetime.fromisoformat(text).timestamp() * 1000)
 
 
 @dataclass
@@ -205,28 +227,11 @@ def build_document(
     time order, per user and tier, before prices apply. Tokens of a tier without a price, or
     before the first version, are counted as unpriced: never as zero cost.
     """
-    lines: dict[tuple[str, str, str, str], _Accumulator] = defaultdict(_Accumulator)
-    allowance: dict[tuple[str, str], int] = {}
-    used_versions: dict[int, Any] = {}
     rows = sorted(
         (r for r in usage if period.contains(r.bucket_start_ms)),
         key=lambda r: (r.bucket_start_ms, r.user, r.tier, r.model, r.extra),
     )
-    for row in rows:
-        team = teams.team(row.user, dict(row.extra))
-        line = lines[(row.user, team, row.tier, row.model)]
-        line.tokens += row.tokens
-        version = book.at(row.bucket_start_ms)
-        price = version.price(row.tier, row.model) if version else None
-        if version is None or price is None:
-            line.unpriced += row.tokens
-            continue
-        used_versions[version.number] = version
-        remaining = allowance.setdefault((row.user, row.tier), version.included_tokens(row.tier))
-        free = min(remaining, row.tokens)
-        allowance[(row.user, row.tier)] = remaining - free
-        line.included += free
-        line.exact += Decimal(row.tokens - free) * price / version.spec.tokens_per_unit
+    lines, used_versions = _price(rows, book, teams)
     currency = book.currency
     items = tuple(
         Line(
@@ -264,6 +269,31 @@ def build_document(
         finalized=finalized,
         top_n=top_n,
     )
+
+
+def _price(
+    rows: Iterable[UsageRow], book: PriceBook, teams: TeamResolver
+) -> tuple[dict[tuple[str, str, str, str], _Accumulator], dict[int, PriceVersion]]:
+    """Accumulate rows (in time order) into lines; return them and the versions used."""
+    lines: dict[tuple[str, str, str, str], _Accumulator] = defaultdict(_Accumulator)
+    allowance: dict[tuple[str, str], int] = {}
+    used_versions: dict[int, PriceVersion] = {}
+    for row in rows:
+        team = teams.team(row.user, dict(row.extra))
+        line = lines[(row.user, team, row.tier, row.model)]
+        line.tokens += row.tokens
+        version = book.at(row.bucket_start_ms)
+        price = version.price(row.tier, row.model) if version else None
+        if version is None or price is None:
+            line.unpriced += row.tokens
+            continue
+        used_versions[version.number] = version
+        remaining = allowance.setdefault((row.user, row.tier), version.included_tokens(row.tier))
+        free = min(remaining, row.tokens)
+        allowance[(row.user, row.tier)] = remaining - free
+        line.included += free
+        line.exact += Decimal(row.tokens - free) * price / version.spec.tokens_per_unit
+    return lines, used_versions
 
 
 def _line_order(item: tuple[tuple[str, str, str, str], _Accumulator]) -> tuple[str, ...]:

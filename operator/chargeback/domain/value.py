@@ -94,15 +94,7 @@ def cost_to_value(
         if row.tokens and period.contains(row.bucket_start_ms)
     }
     _add_gpus(models, infra, book, served, period)
-    for util in infra.utilization:
-        if period.contains(util.bucket_start_ms):
-            models[util.model].busy_ms += util.busy_ms
-            models[util.model].observed_gpu_ms += util.observed_gpu_ms
-    for start in range(period.start_ms, through, bucket_ms):
-        costs = _costs(book, start)
-        share = Decimal(min(bucket_ms, period.end_ms - start)) / month_ms(start)
-        for fixed in costs.models if costs else []:
-            models[fixed.name].fixed_exact += parse_decimal(fixed.monthly) * share
+    _add_utilization_and_fixed(models, infra, book, period, through=through, bucket_ms=bucket_ms)
 
     currency = document.currency
 
@@ -171,6 +163,27 @@ def cost_to_value(
             if g.start_ms < period.end_ms and g.end_ms > period.start_ms
         ],
     }
+
+
+def _add_utilization_and_fixed(
+    models: dict[str, _Model],
+    infra: InfraUsage,
+    book: PriceBook,
+    period: Period,
+    *,
+    through: int,
+    bucket_ms: int,
+) -> None:
+    """Utilisation integrals, and fixed monthly costs prorated by calendar month per bucket."""
+    for util in infra.utilization:
+        if period.contains(util.bucket_start_ms):
+            models[util.model].busy_ms += util.busy_ms
+            models[util.model].observed_gpu_ms += util.observed_gpu_ms
+    for start in range(period.start_ms, through, bucket_ms):
+        costs = _costs(book, start)
+        share = Decimal(min(bucket_ms, period.end_ms - start)) / month_ms(start)
+        for fixed in costs.models if costs else []:
+            models[fixed.name].fixed_exact += parse_decimal(fixed.monthly) * share
 
 
 def _notes(models: dict[str, _Model], infra: InfraUsage) -> list[str]:

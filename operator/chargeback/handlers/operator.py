@@ -1,14 +1,17 @@
-"""kopf handlers: read the object, call the reconciler, write status. Nothing else.
+"""kopf handlers: read the object, call the composition root's reconcilers, write status.
 
-Loaded by `chargeback run` (or `kopf run -m chargeback.handlers.operator`). Settings come from
-CHARGEBACK_* environment variables (see services/reconcile.py: OperatorSettings.from_env).
+:func:`run_operator` registers the handlers with the settings they need (the refresh interval of
+the timer) in a registry of their own and runs kopf; the settings travel in kopf's memo. Failures
+map to kopf's errors: a spec that cannot work is a ``PermanentError`` (retried when the object
+changes), an outage a ``TemporaryError`` (retried after the refresh interval). The readable
+condition is written to the status either way.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
+import threading
 import time
 from typing import Any
 
@@ -16,20 +19,18 @@ import kopf
 
 from chargeback.adapters import metrics
 from chargeback.adapters.exports import Owner
-from chargeback.adapters.httpserver import serve
 from chargeback.adapters.kube import default_client, service_address
 from chargeback.api.common import GROUP, VERSION
+from chargeback.app.root import Operator, build_operator
+from chargeback.app.settings import OperatorSettings
 from chargeback.domain.conditions import status_changes
-from chargeback.services.reconcile import OperatorSettings, Reconciler
-
-REFRESH_SECONDS = float(os.environ.get("CHARGEBACK_REFRESH_SECONDS", "60"))
+from chargeback.services.outcome import Failure, Outcome
 
 
-@kopf.on.startup()
 def startup(
     *, settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
-    """Build the reconciler and start the metrics/exports HTTP server."""
+    """Build the object graph and start the metrics/exports HTTP server."""
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 60
     settings.watching.client_timeout = 90
@@ -39,14 +40,13 @@ def startup(
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="chargeback.dev", key="last-handled-configuration"
     )
-    operator_settings = OperatorSettings.from_env()
-    memo.reconciler = Reconciler(operator_settings, default_client())
-    memo.server = serve(operator_settings.metrics_port, memo.reconciler)
-    logger.info("Started with Prometheus %s and ledger %s", operator_settings.prometheus.url,
-                operator_settings.ledger_dsn.split("@")[-1])  # fmt: skip
+    config: OperatorSettings = memo.settings
+    memo.operator = build_operator(config, default_client())
+    memo.operator.serve()
+    logger.info("Started with Prometheus %s and ledger %s", config.prometheus_url,
+                config.ledger_dsn.split("@")[-1])  # fmt: skip
 
 
-@kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """In-cluster ServiceAccount, else $KUBECONFIG as it is now (kopf's own readers).
 
@@ -62,67 +62,88 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return dataclasses.replace(info, server=address) if address else info
 
 
-@kopf.on.cleanup()
 def cleanup(*, memo: kopf.Memo, **_: Any) -> None:
     """Stop the HTTP server and close connections."""
-    memo.server.shutdown()
-    memo.reconciler.close()
+    operator: Operator | None = getattr(memo, "operator", None)
+    if operator is not None:
+        operator.close()
 
 
-@kopf.on.resume(GROUP, VERSION, "tierpricings")
-@kopf.on.create(GROUP, VERSION, "tierpricings")
-@kopf.on.update(GROUP, VERSION, "tierpricings")
 def reconcile_pricing(
     *, name: str, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch,
     memo: kopf.Memo, **_: Any,
 ) -> None:  # fmt: skip
     """Record the price version and report it in status."""
+    operator: Operator = memo.operator
     with metrics.reconcile_seconds.labels("TierPricing").time():
-        result = memo.reconciler.reconcile_pricing(
-            name, dict(spec), meta.get("generation", 0), dict(status)
-        )
-    patch.status.update(status_changes(status, result))
-    metrics.reconciles.labels("TierPricing", "ok").inc()
+        outcome = operator.pricing.reconcile(name, spec, meta.get("generation", 0), status)
+    patch.status.update(status_changes(status, outcome.status))
+    metrics.reconciles.labels("TierPricing", "ok" if outcome.ready else "error").inc()
+    _raise_failure(outcome, operator.settings.refresh_seconds)
 
 
-@kopf.on.resume(GROUP, VERSION, "usagereports")
-@kopf.on.create(GROUP, VERSION, "usagereports")
-@kopf.on.update(GROUP, VERSION, "usagereports")
-@kopf.timer(GROUP, VERSION, "usagereports", interval=REFRESH_SECONDS, initial_delay=5)
 def reconcile_report(
     *, name: str, namespace: str | None, uid: str, spec: kopf.Spec, meta: kopf.Meta,
     status: kopf.Status, patch: kopf.Patch, memo: kopf.Memo, body: kopf.Body, **_: Any,
 ) -> None:  # fmt: skip
     """Refresh the report's open period, finalise finished ones, write status and exports."""
+    operator: Operator = memo.operator
     started = time.monotonic()
     owner = Owner(namespace or "", name, uid)
-    outcome = memo.reconciler.reconcile_report(owner, dict(spec), meta.get("generation", 0),
-                                               dict(status))  # fmt: skip
+    outcome = operator.reports.reconcile(owner, spec, meta.get("generation", 0), status)
     patch.status.update(status_changes(status, outcome.status))
-    for kind, reason, message in outcome.events:
-        if kind == "Warning":
-            kopf.warn(body, reason=reason, message=message)
-        else:
-            kopf.info(body, reason=reason, message=message)
-    ready: dict[str, Any] = next(
-        (c for c in outcome.status["conditions"] if c["type"] == "Ready"), {}
-    )
-    result = "ok" if ready.get("status") == "True" else "error"
-    metrics.reconciles.labels("UsageReport", result).inc()
+    for event in outcome.events:
+        post = kopf.warn if event.warning else kopf.info
+        post(body, reason=str(event.reason), message=event.message)
+    metrics.reconciles.labels("UsageReport", "ok" if outcome.ready else "error").inc()
     metrics.reconcile_seconds.labels("UsageReport").observe(time.monotonic() - started)
+    _raise_failure(outcome, operator.settings.refresh_seconds)
 
 
-@kopf.on.delete(GROUP, VERSION, "usagereports", optional=True)
 def forget_report(*, name: str, namespace: str | None, **_: Any) -> None:
     """Exports go with their owner (ownerReferences); finalised documents stay in the ledger."""
     metrics.forget_report(namespace or "", name)
 
 
-def run_operator(namespaces: list[str], liveness_port: int) -> None:
+def _raise_failure(outcome: Outcome, retry_s: float) -> None:
+    """Tell kopf how the reconciliation failed (the status already says why)."""
+    if outcome.failure is Failure.PERMANENT:
+        raise kopf.PermanentError(outcome.message)
+    if outcome.failure is Failure.TEMPORARY:
+        raise kopf.TemporaryError(outcome.message, delay=retry_s)
+
+
+def registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+    """The handlers, registered with the settings they need."""
+    reg = kopf.OperatorRegistry()
+    kopf.on.startup(registry=reg)(startup)
+    kopf.on.login(registry=reg)(login)
+    kopf.on.cleanup(registry=reg)(cleanup)
+    for plural, handler in (("tierpricings", reconcile_pricing),
+                            ("usagereports", reconcile_report)):  # fmt: skip
+        kopf.on.resume(GROUP, VERSION, plural, registry=reg)(handler)
+        kopf.on.create(GROUP, VERSION, plural, registry=reg)(handler)
+        kopf.on.update(GROUP, VERSION, plural, registry=reg)(handler)
+    kopf.timer(GROUP, VERSION, "usagereports", interval=settings.refresh_seconds,
+               initial_delay=5, registry=reg)(reconcile_report)  # fmt: skip
+    kopf.on.delete(GROUP, VERSION, "usagereports", optional=True, registry=reg)(forget_report)
+    return reg
+
+
+def run_operator(
+    settings: OperatorSettings,
+    *,
+    liveness_port: int | None = None,
+    stop_flag: threading.Event | None = None,
+) -> None:
     """Run kopf with these handlers until stopped (one replica by design)."""
+    namespaces = settings.watched_namespaces
     kopf.run(
+        registry=registry(settings),
+        memo=kopf.Memo(settings=settings),
         standalone=True,
         clusterwide=not namespaces,
         namespaces=namespaces,
-        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz",
+        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
+        stop_flag=stop_flag,
     )

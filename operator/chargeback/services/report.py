@@ -6,18 +6,18 @@ never computed again: re-rendering it returns the stored bytes, whatever prices 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 from chargeback.adapters.ledger import FinalDocument, Ledger, PricingLedger
 from chargeback.api.report import UsageReportSpec
+from chargeback.domain import formats
 from chargeback.domain.attribution import TeamResolver
+from chargeback.domain.formats import json_document
 from chargeback.domain.periods import Period, check_aligned, is_final, report_period
 from chargeback.domain.pricing import PriceBook
-from chargeback.domain.reports import build_document
+from chargeback.domain.reports import ReportDocument, build_document
 from chargeback.domain.usage import Gap
 from chargeback.services.collect import Collector, CollectResult
 from chargeback.services.infra import InfraCollector
@@ -30,21 +30,26 @@ SCRAPE_DELAY_MS = 120_000
 """Buckets are collected only this long after they close, so late scrapes are in."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Rendered:
-    """A report document for one period, as JSON and CSV, and whether it is final."""
+    """A report document for one period, whether it is final, and its renditions."""
 
     period: Period
-    json: str
-    csv: str
+    document: ReportDocument
     finalized: bool
     collected: CollectResult | None
+    texts: dict[str, str] = field(default_factory=dict)
+    """Renditions by format name, rendered on first use (a finalised period's as stored)."""
 
-    @property
-    def document(self) -> dict[str, Any]:
-        """The parsed JSON document."""
-        parsed: dict[str, Any] = json.loads(self.json)
-        return parsed
+    def text(self, fmt: str) -> str:
+        """The document in the registered format ``fmt``."""
+        if fmt not in self.texts:
+            self.texts[fmt] = formats.get(fmt).render(self.document)
+        return self.texts[fmt]
+
+    def renditions(self) -> dict[str, str]:
+        """Every registered format's rendition, by ConfigMap key (``report.<format>``)."""
+        return {f.key: self.text(f.name) for f in formats.formats()}
 
 
 class ReportService:
@@ -92,18 +97,13 @@ class ReportService:
             # Nothing was asked of Prometheus; still tell an outage apart from a quiet hour.
             self.collector.prometheus.ping()
         source_id = collected.source_id
-        gaps = self.ledger.gaps(source_id)
-        record = self.ledger.source(source_id)
-        if record is not None and record.start_ms > period.start_ms:
-            # Another report bootstrapped this source later than this period begins.
-            gaps.insert(0, Gap(period.start_ms, record.start_ms, HISTORY_GAP))
         document = build_document(
             report=report,
             period=period,
             usage=usage,
             book=book,
             teams=TeamResolver(spec.attribution, groups),
-            gaps=gaps,
+            gaps=self._gaps(source_id, period),
             data_through_ms=through,
             top_n=spec.top_users,
         )
@@ -119,22 +119,47 @@ class ReportService:
         document = replace(
             document, finalized=final, sections=(("costToValue", value), ("forecast", forecast))
         )
-        if not final:
-            return Rendered(period, document.to_json(), document.to_csv(), False, collected)
+        rendered = Rendered(period, document, final, collected)
+        return self._finalize(report, rendered, now_ms) if final else rendered
+
+    def _gaps(self, source_id: str, period: Period) -> list[Gap]:
+        """The source's recorded gaps, and where its history begins after the period does."""
+        gaps = self.ledger.gaps(source_id)
+        record = self.ledger.source(source_id)
+        if record is not None and record.start_ms > period.start_ms:
+            # Another report bootstrapped this source later than this period begins.
+            gaps.insert(0, Gap(period.start_ms, record.start_ms, HISTORY_GAP))
+        return gaps
+
+    def _finalize(self, report: str, rendered: Rendered, now_ms: int) -> Rendered:
+        """Store a final document once; what is stored (first writer's) is what is served."""
+        period = rendered.period
         log.info("Finalised report %s for the period starting %d", report, period.start_ms)
         stored = self.finals.finalize(
             FinalDocument(
                 report=report,
                 period_start_ms=period.start_ms,
                 period_end_ms=period.end_ms,
-                document=document.to_json(),
-                csv=document.to_csv(),
+                document=rendered.text("json"),
+                csv=rendered.text("csv"),
                 finalized_ms=now_ms,
             )
         )
-        return _rendered(stored, collected)
+        return _rendered(stored, rendered.collected)
+
+    def is_final(self, report: str, period_start_ms: int) -> bool:
+        """Whether that period of the report is finalised."""
+        return self.finals.final(report, period_start_ms) is not None
+
+    def final(self, report: str, period_start_ms: int) -> Rendered | None:
+        """A finalised period as stored, or None."""
+        stored = self.finals.final(report, period_start_ms)
+        return None if stored is None else _rendered(stored, None)
 
 
 def _rendered(stored: FinalDocument, collected: CollectResult | None) -> Rendered:
+    """A stored document: its stored renditions are served byte for byte."""
     period = Period(stored.period_start_ms, stored.period_end_ms)
-    return Rendered(period, stored.document, stored.csv, True, collected)
+    document = json_document.parse(stored.document)
+    texts = {"json": stored.document, "csv": stored.csv}
+    return Rendered(period, document, True, collected, texts)

@@ -160,15 +160,20 @@ def run_demo(options: DemoOptions, console: Console) -> bool:
         scraper.start()
         _dashboards(api, prometheus.url, scraper.url, options, console)
         if options.wait:
-            hint = f"KUBECONFIG={access.kubeconfig} kubectl get usagereports -A"
-            console.print(f"\nThe stack keeps running. Try: [b]{hint}[/b]")
-            console.print("Press Ctrl-C to stop and clean up.")
-            try:
-                while operator.running():
-                    time.sleep(1)
-            except KeyboardInterrupt:
-                console.print("Stopping.")
+            _keep_running(operator, access.kubeconfig, console)
         return ok
+
+
+def _keep_running(operator: ManagedProcess, kubeconfig: Path, console: Console) -> None:
+    """Wait for Ctrl-C (or the operator's end) with the stack up."""
+    hint = f"KUBECONFIG={kubeconfig} kubectl get usagereports -A"
+    console.print(f"\nThe stack keeps running. Try: [b]{hint}[/b]")
+    console.print("Press Ctrl-C to stop and clean up.")
+    try:
+        while operator.running():
+            time.sleep(1)
+    except KeyboardInterrupt:
+        console.print("Stopping.")
 
 
 def _serving(start: int, hours: int) -> ServingScenario:

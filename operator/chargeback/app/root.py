@@ -1,0 +1,128 @@
+"""The composition root: builds the object graph from settings, in one place.
+
+``chargeback run`` (through the kopf handlers) gets an :class:`Operator`; ``chargeback report``
+gets a :class:`ReportService` from :func:`report_service`. Tests build the same graph.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+from chargeback.adapters.httpserver import serve
+from chargeback.adapters.kube import openshift_groups
+from chargeback.adapters.ledger import Ledger, LedgerError, PricingLedger
+from chargeback.adapters.prometheus import PrometheusClient, PrometheusSettings
+from chargeback.app.settings import OperatorSettings
+from chargeback.domain.infra import InfraSource
+from chargeback.services.collect import Collector, CollectorSettings
+from chargeback.services.dashboards import DashboardProvisioner
+from chargeback.services.infra import InfraCollector
+from chargeback.services.pricing import PricingReconciler
+from chargeback.services.report import ReportService
+from chargeback.services.usage_report import UsageReportReconciler
+
+
+def now_ms() -> int:
+    """The wall clock in epoch milliseconds."""
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Operator:
+    """What the operator holds for its lifetime."""
+
+    settings: OperatorSettings
+    prometheus: PrometheusClient
+    ledger: Ledger
+    pricing: PricingReconciler
+    reports: UsageReportReconciler
+    server: ThreadingHTTPServer | None = None
+
+    def serve(self) -> None:
+        """Start the HTTP endpoint (metrics, health, exports)."""
+        self.server = serve(self.settings.metrics_port, self.reports)
+
+    def close(self) -> None:
+        """Stop the endpoint and release connections."""
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        self.prometheus.close()
+        self.ledger.close()
+
+
+def report_service(
+    prometheus: PrometheusClient, ledger: Ledger, bucket_ms: int, infra: InfraSource | None
+) -> ReportService:
+    """Collection, GPU usage and reports over one Prometheus and one ledger.
+
+    Raises ValueError when the bucket is not a multiple of the GPU resolution.
+    """
+    collector = Collector(prometheus, ledger, CollectorSettings(bucket_ms=bucket_ms))
+    gpus = InfraCollector(prometheus, ledger, infra, bucket_ms) if infra else None
+    return ReportService(collector, ledger, gpus)
+
+
+def open_ledger(dsn: str) -> Ledger:
+    """The ledger at ``dsn``; LedgerError says why it cannot be opened."""
+    try:
+        return Ledger(dsn)
+    except LedgerError:
+        raise
+    except Exception as exc:
+        raise LedgerError(f"cannot open the ledger {dsn}: {exc}") from exc
+
+
+@contextmanager
+def connected(
+    prometheus: PrometheusSettings, dsn: str
+) -> Iterator[tuple[PrometheusClient, Ledger]]:
+    """A Prometheus client and a ledger for one command, closed afterwards."""
+    ledger = open_ledger(dsn)
+    client = PrometheusClient(prometheus)
+    try:
+        yield client, ledger
+    finally:
+        client.close()
+        ledger.close()
+
+
+@contextmanager
+def reporting(
+    prometheus: PrometheusSettings, dsn: str, bucket_ms: int, infra: InfraSource | None
+) -> Iterator[ReportService]:
+    """A report service for one command; its connections are closed afterwards."""
+    with connected(prometheus, dsn) as (client, ledger):
+        yield report_service(client, ledger, bucket_ms, infra)
+
+
+@contextmanager
+def collecting(prometheus: PrometheusSettings, dsn: str, bucket_ms: int) -> Iterator[Collector]:
+    """A collector for one command; its connections are closed afterwards."""
+    with connected(prometheus, dsn) as (client, ledger):
+        yield Collector(client, ledger, CollectorSettings(bucket_ms=bucket_ms))
+
+
+def build_operator(
+    settings: OperatorSettings, api: Any, clock: Callable[[], int] = now_ms
+) -> Operator:
+    """The operator's object graph (nothing started yet: see :meth:`Operator.serve`)."""
+    prometheus = PrometheusClient(settings.prometheus())
+    ledger = Ledger(settings.ledger_dsn)
+    infra = settings.infrastructure()
+    pricing = PricingReconciler(PricingLedger(ledger), clock)
+    reports = UsageReportReconciler(
+        api=api,
+        reports=report_service(prometheus, ledger, settings.bucket_ms, infra),
+        prices=pricing,
+        dashboards=DashboardProvisioner(api, settings.dashboards(), infra),
+        groups=lambda: openshift_groups(api),
+        history_days=settings.history_days,
+        clock=clock,
+    )
+    return Operator(settings, prometheus, ledger, pricing, reports)

@@ -1,0 +1,155 @@
+"""Operator settings: one typed model, read once from flags and ``CHARGEBACK_*`` variables.
+
+`chargeback run` turns each flag into a field of :class:`OperatorSettings` (every flag carries
+the environment variable the Helm chart sets); the test platform and ``chargeback report``
+build the same model. These are operator settings, never tenant input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chargeback.adapters.dashboards import DashboardSettings
+from chargeback.adapters.prometheus import PrometheusSettings
+from chargeback.domain import buckets
+from chargeback.domain.infra import InfraSource
+
+THANOS_QUERIER = "https://thanos-querier.openshift-monitoring.svc:9091"
+SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+_INFRA = InfraSource()
+Duration = Annotated[str, Field(min_length=2, max_length=16)]
+
+
+class OperatorSettings(BaseSettings):
+    """Every setting of the operator, with defaults that suit OpenShift."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CHARGEBACK_",
+        frozen=True,
+        extra="ignore",
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+    )
+
+    prometheus_url: str = THANOS_QUERIER
+    """Prometheus, Thanos Querier or Mimir base URL."""
+    prometheus_token_file: str = str(SA_DIR / "token")
+    """Bearer token file, re-read per request; ignored when missing or empty."""
+    prometheus_ca_file: str = str(SA_DIR / "service-ca.crt")
+    """CA bundle for Prometheus TLS; ignored when missing or empty."""
+    prometheus_insecure: bool = False
+    """Skip TLS verification of Prometheus (testing only)."""
+    data_dir: Path = Path("/var/lib/chargeback")
+    """Where the default SQLite ledger lives."""
+    ledger: str = ""
+    """SQLAlchemy URL of the ledger; empty: SQLite in ``data_dir``."""
+    bucket: Duration = "1h"
+    """Collection bucket size."""
+    refresh_seconds: float = Field(60.0, gt=0)
+    """How often each report is refreshed (and collected)."""
+    metrics_port: int = Field(8080, ge=0, le=65535)
+    """Port of /metrics, /healthz and /reports."""
+    history_days: int = Field(62, ge=0, le=3660)
+    """How far back a newly referenced source's history starts."""
+    namespaces: str = ""
+    """Namespaces to watch, separated by spaces; empty: all."""
+    gpu_costs: bool = True
+    """Collect GPU-hours per model for cost-to-value."""
+    gpu_resolution: Duration = "30s"
+    """Integration step of GPU usage (the kube-state-metrics scrape interval)."""
+    gpu_model_label: str = _INFRA.model_label
+    """kube_pod_labels label naming the model a serving pod serves."""
+    gpu_product_label: str = _INFRA.product_label
+    """kube_node_labels label naming the node's GPU product."""
+    gpu_utilization_metric: str = _INFRA.utilization_metric
+    """DCGM metric of GPU utilisation percent."""
+    gpu_query: str = ""
+    """Override: PromQL of GPUs allocated by model and product."""
+    gpu_utilization_query: str = ""
+    """Override: PromQL of per-GPU utilisation percent labelled by model."""
+    dashboard_namespace: str = Field(
+        "", validation_alias=AliasChoices("CHARGEBACK_DASHBOARD_NAMESPACE", "POD_NAMESPACE")
+    )
+    """Where dashboard ConfigMaps go; default: the operator's own namespace."""
+    dashboard_label: str = "grafana_dashboard=1"
+    """Label (key=value) the Grafana sidecar looks for."""
+    dashboard_folder: str = "Chargeback"
+    """Grafana folder of the dashboards."""
+    grafana_operator: str = Field("auto", pattern="^(auto|on|off)$")
+    """Make GrafanaDashboard objects: auto (when the CRD exists), on or off."""
+    grafana_instance_selector: str = "dashboards=grafana"
+    """Label (key=value) of the Grafana instances grafana-operator should load dashboards into."""
+
+    @field_validator("bucket", "gpu_resolution")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        buckets.duration_ms(value)
+        return value
+
+    @field_validator("dashboard_label", "grafana_instance_selector")
+    @classmethod
+    def _pair(cls, value: str) -> str:
+        _pair(value)
+        return value
+
+    @property
+    def bucket_ms(self) -> int:
+        """The bucket size in milliseconds."""
+        return buckets.duration_ms(self.bucket)
+
+    @property
+    def ledger_dsn(self) -> str:
+        """The ledger's SQLAlchemy URL."""
+        return self.ledger or f"sqlite:///{self.data_dir / 'ledger.db'}"
+
+    @property
+    def watched_namespaces(self) -> list[str]:
+        """The namespaces to watch; empty: the whole cluster."""
+        return self.namespaces.split()
+
+    def prometheus(self) -> PrometheusSettings:
+        """How to reach Prometheus (credential files only where they exist)."""
+        return PrometheusSettings(
+            url=self.prometheus_url,
+            token_file=_existing(self.prometheus_token_file),
+            ca_file=_existing(self.prometheus_ca_file),
+            verify_tls=not self.prometheus_insecure,
+        )
+
+    def infrastructure(self) -> InfraSource | None:
+        """Where GPU usage comes from; None when GPU costs are switched off."""
+        if not self.gpu_costs:
+            return None
+        return InfraSource(
+            model_label=self.gpu_model_label,
+            product_label=self.gpu_product_label,
+            utilization_metric=self.gpu_utilization_metric,
+            resolution_ms=buckets.duration_ms(self.gpu_resolution),
+            gpu_query=self.gpu_query,
+            utilization_query=self.gpu_utilization_query,
+        )
+
+    def dashboards(self) -> DashboardSettings:
+        """Where and how dashboards are provisioned."""
+        return DashboardSettings(
+            namespace=self.dashboard_namespace or "default",
+            label=_pair(self.dashboard_label),
+            folder=self.dashboard_folder,
+            grafana_operator=self.grafana_operator,
+            instance_selector=_pair(self.grafana_instance_selector),
+        )
+
+
+def _existing(path: str) -> Path | None:
+    return Path(path) if path and Path(path).exists() else None
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, _, value = text.partition("=")
+    if not key or not value:
+        raise ValueError(f"expected key=value, got {text!r}")
+    return key, value

@@ -1,0 +1,57 @@
+"""Dashboard provisioning: one dashboard (and its cost-to-value companion) per pricing and source.
+
+Reports sharing a pricing and source share one dashboard: it is written when its inputs change,
+and re-checked every few minutes (a deleted ConfigMap comes back).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from chargeback.adapters.dashboards import (
+    DashboardSettings,
+    PricingOwner,
+    provision,
+    wants_grafana_dashboard,
+)
+from chargeback.adapters.kube import object_uid
+from chargeback.api.report import UsageReportSpec
+from chargeback.domain.infra import InfraSource
+from chargeback.domain.pricing import PriceVersion
+from chargeback.domain.value_dashboard import dashboards_of
+
+RECHECK_S = 300.0
+
+
+class DashboardProvisioner:
+    """Writes dashboards through the Kubernetes API; remembers what it wrote."""
+
+    def __init__(
+        self, api: Any, settings: DashboardSettings, infrastructure: InfraSource | None
+    ) -> None:
+        self.api = api
+        self.settings = settings
+        self.infrastructure = infrastructure
+        self._written: dict[str, tuple[tuple[str, str, bool], float]] = {}
+
+    def provision(self, spec: UsageReportSpec, current: PriceVersion, metric: str) -> None:
+        """Provision the dashboards of this report's pricing and source (if their inputs changed).
+
+        Raises :class:`chargeback.adapters.dashboards.DashboardError` when they cannot be written.
+        """
+        pricing = spec.pricing_ref.name
+        name = f"chargeback-{pricing}-{spec.source.source_id()[:8]}"
+        grafana = wants_grafana_dashboard(self.api, self.settings)
+        inputs = (current.digest, metric, grafana)
+        last = self._written.get(name)
+        if last is not None and last[0] == inputs and time.monotonic() - last[1] < RECHECK_S:
+            return
+        uid = object_uid(self.api, "tierpricings", pricing)
+        if uid is None:
+            return
+        owner = PricingOwner(pricing, uid)
+        boards = dashboards_of(pricing, current.spec, spec.source, metric, self.infrastructure)
+        for suffix, document in boards.items():
+            provision(self.api, self.settings, owner, f"{name}{suffix}", document)
+        self._written[name] = (inputs, time.monotonic())

@@ -1,0 +1,85 @@
+"""TierPricing reconciliation: record a new price version when the spec changes.
+
+Versions are append-only in the ledger; the status names the version in force. Reports read the
+whole price book, so a change of prices never rewrites a period priced before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from chargeback.adapters import metrics
+from chargeback.adapters.ledger import PricingLedger
+from chargeback.api.base import problems
+from chargeback.api.pricing import TierPricingSpec, TierPricingStatus
+from chargeback.domain import buckets
+from chargeback.domain.conditions import Cond, Reason, Type
+from chargeback.domain.pricing import PriceBook, PriceVersion, spec_digest
+from chargeback.domain.reports import iso
+from chargeback.services.outcome import Failure, Outcome
+from chargeback.services.status import as_patch, conditions
+
+
+class PricingReconciler:
+    """Records price versions and reads price books."""
+
+    def __init__(self, pricing: PricingLedger, clock: Callable[[], int]) -> None:
+        self.pricing = pricing
+        self.clock = clock
+
+    def reconcile(
+        self, name: str, spec: Mapping[str, Any], generation: int, status: Mapping[str, Any]
+    ) -> Outcome:
+        """Record the spec as a price version if it changed; return the status."""
+        now = self.clock()
+        previous = status.get("conditions") or []
+        try:
+            parsed = TierPricingSpec.model_validate(spec)
+        except ValidationError as exc:
+            message = problems(exc, "spec.")
+            cond = Cond(Type.READY, False, Reason.INVALID_SPEC, message)
+            failed = TierPricingStatus(
+                observed_generation=generation,
+                conditions=conditions(previous, [cond], now, generation),
+            )
+            return Outcome(as_patch(failed), failure=Failure.PERMANENT, message=message)
+        effective = buckets.to_ms(parsed.effective_from) if parsed.effective_from else now
+        stored = self.pricing.record_version(
+            name, parsed.model_dump(mode="json", by_alias=True), spec_digest(parsed), effective, now
+        )
+        since = iso(stored.effective_from_ms)
+        cond = Cond(Type.READY, True, Reason.VERSION_RECORDED,
+                    f"price version {stored.version} in force from {since}")  # fmt: skip
+        _publish_prices(name, parsed)
+        result = TierPricingStatus.model_validate({
+            "observedGeneration": generation,
+            "conditions": conditions(previous, [cond], now, generation),
+            "currentVersion": stored.version,
+            "effectiveFrom": since,
+        })  # fmt: skip
+        return Outcome(as_patch(result))
+
+    def price_book(self, pricing: str) -> PriceBook | None:
+        """Every recorded version of a pricing, or None when it has none."""
+        versions = [
+            PriceVersion(
+                number=v.version,
+                effective_from_ms=v.effective_from_ms,
+                spec=TierPricingSpec.model_validate(v.spec),
+                digest=v.digest,
+            )
+            for v in self.pricing.versions(pricing)
+        ]
+        return PriceBook(versions) if versions else None
+
+
+def _publish_prices(name: str, spec: TierPricingSpec) -> None:
+    for tier in spec.tiers:
+        metrics.tier_price.labels(name, tier.name, "", spec.currency).set(float(tier.price))
+        for model in tier.models:
+            metrics.tier_price.labels(name, tier.name, model.name, spec.currency).set(
+                float(model.price)
+            )

@@ -1,0 +1,145 @@
+"""Status of a UsageReport, built as the typed model the CRD is generated from.
+
+The summary is bounded (its size does not grow with users: the full document is in the
+exports); conditions say what the numbers are worth (complete? priced? insight available?).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from chargeback.api.common import Condition
+from chargeback.api.report import (
+    Breakdown,
+    CostToValueSummary,
+    FixedPeriod,
+    ForecastSummary,
+    PeriodSummary,
+    Totals,
+    UsageReportStatus,
+)
+from chargeback.domain.conditions import Cond, Reason, Type, merge, ready
+from chargeback.domain.money import format_money
+from chargeback.domain.reports import Breakdown as DocumentBreakdown
+from chargeback.domain.reports import ReportDocument, iso
+
+STATUS_LIMITS = {"byTier": 64, "byTeam": 50, "byModel": 50, "insight": 50}
+BLOCKING = (Type.SOURCE_AVAILABLE,)
+"""Conditions that make a report not Ready; the others qualify its numbers."""
+VALUE_KEYS = ("name", "tokens", "revenue", "infrastructureCost", "margin", "gpuHours",
+              "idleGpuHours", "costPerMillionTokens", "meanUtilization")  # fmt: skip
+VALUE_TOTALS = ("revenue", "infrastructureCost", "idleCost", "margin", "gpuHours", "idleGpuHours")
+
+
+def report_conditions(document: ReportDocument) -> list[Cond]:
+    """What a rendered document says about itself, Ready first."""
+    gaps = document.gaps
+    data = (
+        Cond(Type.DATA_COMPLETE, True, Reason.NO_GAPS)
+        if not gaps
+        else Cond(Type.DATA_COMPLETE, False, Reason.GAPS_RECORDED, "; ".join(
+            f"{iso(g.start_ms)} - {iso(g.end_ms)}: {g.reason}" for g in gaps))
+    )  # fmt: skip
+    unpriced = document.unpriced_tokens
+    priced = (
+        Cond(Type.PRICED, True, Reason.ALL_USAGE_PRICED)
+        if not unpriced
+        else Cond(Type.PRICED, False, Reason.UNPRICED_USAGE,
+                  f"{unpriced} tokens have no price (tiers or models missing from the "
+                  "pricing, or usage before its first version)")
+    )  # fmt: skip
+    others = [
+        Cond(Type.SOURCE_AVAILABLE, True, Reason.COLLECTED),
+        data,
+        priced,
+        _insight(Type.COST_TO_VALUE, document.section("costToValue")),
+        _insight(Type.FORECAST, document.section("forecast")),
+    ]
+    return [ready(others, BLOCKING), *others]
+
+
+def _insight(kind: Type, section: Mapping[str, Any] | None) -> Cond:
+    if section is None:
+        return Cond(kind, False, Reason.UNAVAILABLE, "not computed")
+    if section["available"]:
+        return Cond(kind, True, Reason.COMPUTED, section.get("reason", ""))
+    return Cond(kind, False, Reason.UNAVAILABLE, section["reason"])
+
+
+def conditions(
+    previous: Sequence[Mapping[str, Any]], current: Sequence[Cond], now_ms: int, generation: int
+) -> list[Condition]:
+    """The merged conditions as models (transition times kept where a status held)."""
+    merged = merge(previous, current, iso(now_ms), generation)
+    return [Condition.model_validate(c) for c in merged]
+
+
+def summarize(
+    document: ReportDocument,
+    *,
+    top_users: int,
+    finals: Sequence[PeriodSummary],
+    exports: Sequence[str],
+    now_ms: int,
+) -> UsageReportStatus:
+    """The bounded summary of a document (conditions and generation are set by the caller)."""
+    currency = document.currency
+
+    def rows(items: Sequence[DocumentBreakdown], limit: int) -> list[Breakdown]:
+        return [Breakdown(name=b.name, tokens=b.tokens, cost=format_money(b.cost, currency))
+                for b in items[:limit]]  # fmt: skip
+
+    return UsageReportStatus(
+        period=FixedPeriod(
+            start=dt.datetime.fromtimestamp(document.period.start_ms // 1000, dt.UTC),
+            end=dt.datetime.fromtimestamp(document.period.end_ms // 1000, dt.UTC),
+        ),
+        currency=currency,
+        totals=Totals(
+            tokens=document.tokens,
+            cost=format_money(document.cost, currency),
+            unpriced_tokens=document.unpriced_tokens,
+        ),
+        by_tier=rows(document.breakdown("tier"), STATUS_LIMITS["byTier"]),
+        by_team=rows(document.breakdown("team"), STATUS_LIMITS["byTeam"]),
+        by_model=rows(document.breakdown("model"), STATUS_LIMITS["byModel"]),
+        top_users=rows(document.top_users("cost"), top_users),
+        finalized=list(finals),
+        cost_to_value=_value_summary(document.section("costToValue")),
+        forecast=_forecast_summary(document.section("forecast")),
+        exports=list(exports),
+        last_refresh_time=dt.datetime.fromtimestamp(now_ms // 1000, dt.UTC),
+    )
+
+
+def _value_summary(value: Mapping[str, Any] | None) -> CostToValueSummary | None:
+    if not value or not value["available"]:
+        return None
+    limit = STATUS_LIMITS["insight"]
+    return CostToValueSummary.model_validate({
+        "totals": {k: value["totals"][k] for k in VALUE_TOTALS},
+        "byModel": [{k: m[k] for k in VALUE_KEYS} for m in value["byModel"][:limit]],
+    })  # fmt: skip
+
+
+def _forecast_summary(forecast: Mapping[str, Any] | None) -> ForecastSummary | None:
+    if not forecast or not forecast["available"]:
+        return None
+    busiest = sorted(forecast["byModel"], key=lambda m: (-m["tokens"], m["name"]))
+    return ForecastSummary.model_validate({
+        **forecast["period"],
+        "total": {"name": "total", **forecast["totals"]},
+        "byModel": busiest[: STATUS_LIMITS["insight"]],
+    })  # fmt: skip
+
+
+def as_patch(status: UsageReportStatus | Any) -> dict[str, Any]:
+    """The fields set on a status model, as the JSON the API server stores.
+
+    Fields explicitly set to None stay in (a merge patch deletes them); unset fields are left
+    out (a failed reconciliation keeps the last good summary).
+    """
+    patch: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    return patch

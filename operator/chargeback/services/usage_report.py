@@ -1,0 +1,262 @@
+"""UsageReport reconciliation: level-based, from current state, idempotent.
+
+Each call computes the report's whole status from the spec, the ledger and Prometheus: it
+finalises a finished period once, refreshes the open one, writes the exports in every format,
+provisions the dashboards and publishes metrics. The kopf handler only passes objects in and the
+outcome out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from chargeback.adapters.dashboards import DashboardError
+from chargeback.adapters.exports import Owner, write_export
+from chargeback.adapters.prometheus import PrometheusError
+from chargeback.api.base import problems
+from chargeback.api.report import PeriodSummary, UsageReportSpec, UsageReportStatus
+from chargeback.api.source import DEFAULT_METRICS
+from chargeback.domain.buckets import DAY_MS
+from chargeback.domain.conditions import Cond, Reason, Type
+from chargeback.domain.money import format_money
+from chargeback.domain.periods import Period, is_final, previous_period, report_period
+from chargeback.domain.pricing import PriceBook
+from chargeback.domain.reports import iso
+from chargeback.domain.selectors import SelectorError, parse_selector
+from chargeback.services import report_metrics
+from chargeback.services.collect import CollectError
+from chargeback.services.dashboards import DashboardProvisioner
+from chargeback.services.outcome import Event, Failure, Outcome
+from chargeback.services.pricing import PricingReconciler
+from chargeback.services.report import Rendered, ReportService
+from chargeback.services.status import as_patch, conditions, report_conditions, summarize
+
+log = logging.getLogger(__name__)
+
+Groups = Callable[[], dict[str, list[str]] | None]
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A report that can run: its parsed spec and prices."""
+
+    spec: UsageReportSpec
+    book: PriceBook
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """Why a report cannot run as written."""
+
+    reason: Reason
+    message: str
+
+
+class UsageReportReconciler:
+    """Reconciles UsageReports; holds the open periods last rendered (served over HTTP)."""
+
+    def __init__(
+        self,
+        *,
+        api: Any,
+        reports: ReportService,
+        prices: PricingReconciler,
+        dashboards: DashboardProvisioner,
+        groups: Groups,
+        history_days: int,
+        clock: Callable[[], int],
+    ) -> None:
+        self.api = api
+        self.reports = reports
+        self.prices = prices
+        self.dashboards = dashboards
+        self.groups = groups
+        self.history_days = history_days
+        self.clock = clock
+        self.latest: dict[str, Rendered] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._final_totals: dict[tuple[str, int], PeriodSummary] = {}
+
+    def current(self, key: str) -> Rendered | None:
+        """The open period of report ``namespace/name`` as last rendered."""
+        return self.latest.get(key)
+
+    def final(self, key: str, period_start_ms: int) -> Rendered | None:
+        """A finalised period of report ``namespace/name``."""
+        return self.reports.final(key, period_start_ms)
+
+    def reconcile(
+        self, owner: Owner, spec: Mapping[str, Any], generation: int, status: Mapping[str, Any]
+    ) -> Outcome:
+        """Refresh the open period, finalise finished ones, write exports; return the outcome."""
+        now = self.clock()
+        previous = status.get("conditions") or []
+        checked = self._check(spec)
+        if isinstance(checked, Invalid):
+            # A missing pricing may still come; a spec that cannot work waits for an edit.
+            kind = Failure.TEMPORARY if checked.reason is Reason.PRICING_NOT_FOUND else (
+                Failure.PERMANENT)  # fmt: skip
+            return _failed(previous, generation, now, failure=kind, reason=checked.reason,
+                           message=checked.message)  # fmt: skip
+        key = f"{owner.namespace}/{owner.name}"
+        try:
+            finalized, rendered = self._render(key, owner, checked, now)
+        except PrometheusError as exc:
+            cond = Cond(Type.SOURCE_AVAILABLE, False, Reason.PROMETHEUS_ERROR, str(exc))
+            return _failed(previous, generation, now, failure=Failure.TEMPORARY,
+                           reason=Reason.PROMETHEUS_ERROR, message=str(exc), detail=cond,
+                           event=Reason.SOURCE_UNAVAILABLE)  # fmt: skip
+        except (CollectError, ValueError) as exc:
+            return _failed(previous, generation, now, failure=Failure.TEMPORARY,
+                           reason=Reason.COLLECTION_FAILED, message=str(exc))  # fmt: skip
+        events = [Event(False, Reason.FINALIZED, f"finalised the period starting "
+                        f"{iso(done.period.start_ms)}") for done in finalized]  # fmt: skip
+        exports = write_export(self.api, owner, iso(rendered.period.start_ms),
+                               rendered.renditions())  # fmt: skip
+        self.latest[key] = rendered
+        events += self._provision(key, checked, rendered)
+        document = rendered.document
+        current = report_conditions(document)
+        if document.gaps:
+            events.append(Event(True, Reason.GAPS_RECORDED, current[2].message))
+        summary = summarize(document, top_users=checked.spec.top_users, exports=exports,
+                            finals=self._finals(key, checked.spec), now_ms=now)  # fmt: skip
+        result = summary.model_copy(update={
+            "observed_generation": generation,
+            "conditions": conditions(previous, current, now, generation),
+        })  # fmt: skip
+        report_metrics.publish(owner, document, rendered.collected, self.clock())
+        return Outcome(_full_patch(result), events)
+
+    def _render(
+        self, key: str, owner: Owner, checked: Checked, now: int
+    ) -> tuple[list[Rendered], Rendered]:
+        """Finalise the previous period if it is due, and render the one shown now."""
+        spec, book = checked.spec, checked.book
+        groups = self.groups() if spec.attribution.openshift_groups else None
+        period = report_period(spec, now)
+        # One history start for every report of a source, whichever is reconciled first.
+        history = min(_history_start(spec, period), now - self.history_days * DAY_MS)
+        finalized = []
+        with self._lock(spec.source.source_id()):
+            previous = _previous(spec, period, now)
+            if previous is not None and not self.reports.is_final(key, previous.start_ms):
+                done = self.reports.render(key, spec, book, now_ms=now, period=previous,
+                                           groups=groups, history_start_ms=history)  # fmt: skip
+                if done.finalized:
+                    write_export(self.api, owner, iso(previous.start_ms), done.renditions())
+                    finalized.append(done)
+            rendered = self.reports.render(key, spec, book, now_ms=now, period=period,
+                                           groups=groups, history_start_ms=history)  # fmt: skip
+        return finalized, rendered
+
+    def _provision(self, key: str, checked: Checked, rendered: Rendered) -> list[Event]:
+        """Dashboards; a failure costs the dashboard only, and an event says what to fix."""
+        spec, book = checked.spec, checked.book
+        metric = (rendered.collected.metric if rendered.collected else spec.source.metric) or (
+            DEFAULT_METRICS[0]
+        )
+        try:
+            self.dashboards.provision(spec, book.at(self.clock()) or book.versions[-1], metric)
+        except DashboardError as exc:
+            log.warning("Could not provision the dashboard of UsageReport %s: %s", key, exc)
+            return [Event(True, Reason.DASHBOARD_NOT_PROVISIONED, str(exc))]
+        return []
+
+    def _check(self, spec: Mapping[str, Any]) -> Checked | Invalid:
+        """The parsed spec and its prices, or why the report cannot run."""
+        try:
+            parsed = UsageReportSpec.model_validate(spec)
+            parse_selector(parsed.source.selector)
+        except ValidationError as exc:
+            return Invalid(Reason.INVALID_SPEC, problems(exc, "spec."))
+        except SelectorError as exc:
+            return Invalid(Reason.INVALID_SELECTOR, str(exc))
+        book = self.prices.price_book(parsed.pricing_ref.name)
+        if book is None:
+            return Invalid(Reason.PRICING_NOT_FOUND,
+                           f"TierPricing {parsed.pricing_ref.name!r} does not exist "
+                           "or has no accepted price version")  # fmt: skip
+        return Checked(parsed, book)
+
+    def _finals(self, key: str, spec: UsageReportSpec) -> list[PeriodSummary]:
+        """The most recent finalised periods in brief; immutable, so read and parsed once."""
+        keep = spec.schedule.keep_finalized if spec.schedule else 1
+        summaries = []
+        for start, _ in self.reports.finals.final_periods(key, keep):
+            cached = self._final_totals.get((key, start))
+            if cached is None:
+                stored = self.reports.final(key, start)
+                if stored is None:
+                    continue
+                document = stored.document
+                cached = PeriodSummary.model_validate({
+                    "start": iso(document.period.start_ms), "end": iso(document.period.end_ms),
+                    "tokens": document.tokens, "cost": _money(stored),
+                })  # fmt: skip
+                self._final_totals[(key, start)] = cached
+            summaries.append(cached)
+        return summaries
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+
+def _money(rendered: Rendered) -> str:
+    return format_money(rendered.document.cost, rendered.document.currency)
+
+
+def _failed(
+    previous: Any,
+    generation: int,
+    now: int,
+    *,
+    failure: Failure,
+    reason: Reason,
+    message: str,
+    detail: Cond | None = None,
+    event: Reason | None = None,
+) -> Outcome:
+    """Ready False (and the failing condition): the last good summary stays as it was."""
+    ready = Cond(Type.READY, False, reason, message)
+    current = [ready] if detail is None else [ready, detail]
+    status = UsageReportStatus(
+        observed_generation=generation,
+        conditions=conditions(previous, current, now, generation),
+    )
+    events = [Event(True, event or reason, message)]
+    return Outcome(as_patch(status), events, failure, message)
+
+
+def _full_patch(status: UsageReportStatus) -> dict[str, Any]:
+    """Every field of the summary, as the API server will store it.
+
+    Top-level fields that are None stay in the patch (a merge patch removes them: what is gone
+    from the summary goes from the status); None deeper down is left out, as the API server
+    would drop it, so a refresh with the same numbers compares equal to what is stored.
+    """
+    patch: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    dumped = status.model_dump(by_alias=True)
+    return {**{key: None for key, value in dumped.items() if value is None}, **patch}
+
+
+def _previous(spec: UsageReportSpec, period: Period, now: int) -> Period | None:
+    """The period before ``period`` if it is over and past its grace period."""
+    if spec.schedule is None:
+        return None
+    prev = previous_period(period, spec.schedule.interval, spec.schedule.time_zone)
+    return prev if is_final(prev, spec, now) else None
+
+
+def _history_start(spec: UsageReportSpec, period: Period) -> int:
+    if spec.schedule is None:
+        return period.start_ms
+    return previous_period(period, spec.schedule.interval, spec.schedule.time_zone).start_ms

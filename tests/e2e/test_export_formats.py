@@ -1,0 +1,94 @@
+"""The exporter seam: a new format is one module and one registration.
+
+This module is that module: it registers a `totals` format, and the format appears in
+`chargeback report --format`, at the operator's HTTP endpoint and in the export ConfigMaps.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from kubernetes import client
+
+from chargeback.cli import main
+from chargeback.domain import formats
+from chargeback.domain.formats import Format
+from chargeback.domain.money import format_money
+from chargeback.domain.reports import ReportDocument
+from tests.e2e.conftest import GROUP, VERSION, Live, Operator, wait_ready
+from tests.e2e.test_operator import PRICES, _iso, create_pricing, hand_cost, report_body
+
+
+def render_totals(document: ReportDocument) -> str:
+    """One line: the report, its tokens and its cost."""
+    cost = format_money(document.cost, document.currency)
+    return f"{document.report} {document.tokens} tokens {cost} {document.currency}\n"
+
+
+TOTALS = Format("totals", "text/plain", render_totals)
+
+
+@pytest.fixture
+def totals_format() -> Iterator[Format]:
+    yield formats.register(TOTALS)  # the one registration
+    formats.unregister(TOTALS.name)
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_a_registered_format_appears_in_the_cli_the_endpoint_and_the_exports(
+    totals_format: Format, operator: Operator, live: Live, api_client: client.ApiClient,
+    namespace: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    pricing = create_pricing(api_client, live, "fmt")
+    start, end = live.start_ms + 2 * 3_600_000, live.start_ms + 6 * 3_600_000
+    body = report_body("totals", pricing, period={"start": _iso(start), "end": _iso(end)})
+    client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "usagereports", body
+    )
+    tokens, cost = hand_cost(live, start, end, [(0, PRICES)])
+    expected = f"{namespace}/totals {tokens} tokens {cost} USD\n"
+
+    # The export ConfigMap holds every registered format, the new one included.
+    report = wait_ready(api_client, namespace, "totals")
+    export = client.CoreV1Api(api_client).read_namespaced_config_map(
+        report["status"]["exports"][0], namespace
+    )
+    assert set(export.data) == {"report.json", "report.csv", "report.totals"}
+    assert export.data["report.totals"] == expected
+
+    # The endpoint serves it, for the finalised period and as the period last rendered.
+    base = f"{operator.metrics_url}/reports/{namespace}/totals"
+    assert _get(f"{base}/{_iso(start)}.totals") == (200, expected)
+    assert _get(f"{base}/current.totals") == (200, expected)
+    assert _get(f"{base}/current.nosuchformat")[0] == 404
+
+    # The CLI offers it, and renders the same text from Prometheus without a cluster.
+    pricing_file, report_file = tmp_path / "pricing.yaml", tmp_path / "report.yaml"
+    stored = client.CustomObjectsApi(api_client).get_cluster_custom_object(
+        GROUP, VERSION, "tierpricings", pricing
+    )
+    manifest = {k: stored[k] for k in ("apiVersion", "kind", "spec")}
+    pricing_file.write_text(yaml.safe_dump({**manifest, "metadata": {"name": pricing}}))
+    metadata = {"name": "totals", "namespace": namespace}
+    report_file.write_text(yaml.safe_dump({**body, "metadata": metadata}))
+    args = ["report", "--prometheus-url", live.prometheus.url, "--pricing", str(pricing_file),
+            "--report", str(report_file), "--no-gpu-costs"]  # fmt: skip
+    result = CliRunner().invoke(main, [*args, "--format", "totals"])
+    assert result.exit_code == 0, result.output
+    assert result.output == expected
+    refused = CliRunner().invoke(main, [*args, "--format", "nosuchformat"])
+    assert refused.exit_code == 2
+    assert "'table', 'json', 'csv', 'totals'" in refused.output
