@@ -18,7 +18,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from chargeback.adapters.ledger import Ledger, PricingLedger
+from chargeback.adapters.ledger import Ledger
+from chargeback.adapters.pricing_ledger import PricingLedger
 from chargeback.domain.periods import scheduled_period
 from chargeback.testing.kube import ClusterAccess, ControlPlane
 from chargeback.testing.tools import binary

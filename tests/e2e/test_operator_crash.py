@@ -13,7 +13,8 @@ from pathlib import Path
 
 from kubernetes import client
 
-from chargeback.adapters.ledger import Ledger, PricingLedger
+from chargeback.adapters.ledger import Ledger, SourceKind
+from chargeback.adapters.pricing_ledger import PricingLedger
 from chargeback.domain.periods import scheduled_period
 from chargeback.testing.kube import ClusterAccess
 from chargeback.testing.process import free_port
@@ -79,7 +80,7 @@ def test_sigkill_during_collection_and_finalisation(
         live, previous.start_ms, previous.end_ms, [(0, PRICES)]
     )
     ledger = Ledger(dsn)
-    (source,) = [s for s in ledger.list_sources() if s.metric != "gpu"]  # tokens, not GPUs
+    (source,) = [s for s in ledger.list_sources() if s.kind is SourceKind.TOKENS]
     history = live.sim.truth(source.start_ms, source.watermark_ms)
     assert differences(ledger_totals(ledger, source.id), history) == {}
     finals = PricingLedger(ledger).finals(f"{namespace}/daily")

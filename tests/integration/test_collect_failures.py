@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chargeback.adapters.ledger import MIGRATIONS, Ledger
+from chargeback.adapters.ledger import Ledger
+from chargeback.adapters.ledger_schema import MIGRATIONS
 from chargeback.adapters.prometheus import (
     PrometheusAuthError,
     PrometheusClient,

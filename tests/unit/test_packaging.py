@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 DEV_ONLY = ("chargeback.testing", "cryptography", "matplotlib")
@@ -41,14 +43,19 @@ def _lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_lint_imports_fails_when_production_code_imports_the_test_platform(
-    tmp_path: Path,
-) -> None:
+def _tree(tmp_path: Path) -> Path:
     tree = tmp_path / "tree"
     shutil.copytree(
         ROOT / "operator", tree / "operator", ignore=shutil.ignore_patterns("__pycache__")
     )
     shutil.copy(ROOT / ".importlinter", tree / ".importlinter")
+    return tree
+
+
+def test_lint_imports_fails_when_production_code_imports_the_test_platform(
+    tmp_path: Path,
+) -> None:
+    tree = _tree(tmp_path)
     clean = _lint_imports(tree)
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
@@ -58,3 +65,32 @@ def test_lint_imports_fails_when_production_code_imports_the_test_platform(
     assert broken.returncode != 0
     assert "Production code never imports the test platform" in broken.stdout
     assert "chargeback.services.report -> chargeback.testing.simulator" in broken.stdout
+
+
+# One deliberate violation of each other contract, as a contributor might write it.
+VIOLATIONS = [
+    ("handlers/operator.py", "from chargeback.adapters.ledger import Ledger",
+     "Handlers import only the composition root", "chargeback.adapters.ledger"),
+    ("domain/reports.py", "from chargeback.adapters.ledger import Ledger",
+     "The domain and the API do no I/O", "chargeback.domain.reports -> chargeback.adapters.ledger"),
+    ("services/report.py", "import kopf", "know neither kopf nor click nor rich",
+     "chargeback.services.report -> kopf"),
+    ("adapters/exports.py", "from chargeback.services.report import Rendered", "Layers:",
+     "chargeback.adapters.exports -> chargeback.services.report"),
+    ("cli/report.py", "from chargeback.handlers.operator import run_operator",
+     "The CLI and the kopf handlers are independent",
+     "chargeback.cli.report -> chargeback.handlers"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("module", "line", "contract", "named"), VIOLATIONS)
+def test_lint_imports_fails_on_a_deliberate_violation(
+    tmp_path: Path, module: str, line: str, contract: str, named: str
+) -> None:
+    tree = _tree(tmp_path)
+    path = tree / "operator" / "chargeback" / module
+    path.write_text(path.read_text() + f"\n{line}  # noqa\n")
+    broken = _lint_imports(tree)
+    assert broken.returncode != 0
+    assert contract in broken.stdout.replace("\n", " ")
+    assert named in broken.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from dataclasses import replace
 from decimal import ROUND_HALF_UP, Decimal
 
 from hypothesis import given, settings
@@ -11,11 +12,14 @@ from hypothesis import strategies as st
 
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.report import Attribution, Team
+from chargeback.domain import formats
 from chargeback.domain.attribution import UNASSIGNED, TeamResolver, maas_service_account_name
+from chargeback.domain.formats import json_document
 from chargeback.domain.periods import Period, scheduled_period
 from chargeback.domain.pricing import PriceBook, PriceVersion
 from chargeback.domain.reports import build_document
-from chargeback.domain.usage import UsageRow
+from chargeback.domain.sections import ForecastSection
+from chargeback.domain.usage import Gap, UsageRow
 
 HOUR = 3_600_000
 USERS = ["alice", "bob", "carol", "dave"]
@@ -193,3 +197,31 @@ def test_periods_follow_the_time_zone_and_dst() -> None:
     assert week == Period(utc(2025, 12, 29), utc(2026, 1, 5))
     december = scheduled_period(utc(2026, 12, 31, 23), "monthly", "UTC")
     assert december == Period(utc(2026, 12, 1), utc(2027, 1, 1))
+
+
+@settings(max_examples=100)
+@given(usage_rows, versions(), st.integers(0, 30), st.booleans())
+def test_a_stored_document_reads_back_to_the_same_renditions(
+    rows: list[UsageRow], book: list[PriceVersion], through_hours: int, finalized: bool
+) -> None:
+    """What the ledger stores (JSON) gives back every format byte for byte."""
+    forecast: ForecastSection = {
+        "available": False, "period": {"start": "1970-01-02T00:00:00Z",
+        "end": "1970-01-03T00:00:00Z"}, "history": {"start": "1970-01-01T00:00:00Z",
+        "end": "1970-01-01T00:00:00Z", "days": 0}, "interval": "80%",
+        "reason": "not enough history",
+    }  # fmt: skip
+    doc = replace(
+        build_document(report="ns/r", period=PERIOD, usage=rows, book=PriceBook(book),
+                       teams=TEAMS, data_through_ms=through_hours * HOUR,
+                       gaps=[Gap(HOUR, 2 * HOUR, "scrape gap")], top_n=3),
+        finalized=finalized, cost_to_value={"available": False, "reason": "GPU costs off"},
+        forecast=forecast,
+    )  # fmt: skip
+    stored = json_document.render(doc)
+    back = json_document.parse(stored)
+    assert json_document.render(back) == stored
+    for fmt in formats.formats():
+        assert fmt.render(back) == fmt.render(doc)
+    assert (back.tokens, back.cost, back.unpriced_tokens) == (doc.tokens, doc.cost,
+                                                              doc.unpriced_tokens)  # fmt: skip

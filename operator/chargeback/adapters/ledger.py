@@ -3,8 +3,8 @@
 What it keeps per source: usage per closed bucket and dimensions, per-series counter state, a
 watermark (usage is complete up to it) and recorded gaps. One collection step is one
 transaction: the watermark moves from ``a`` to ``b`` only if it still is ``a``, so a step re-run
-after a crash, or run twice by two processes at once, is counted once. The schema is versioned;
-migrations run in order on open.
+after a crash, or run twice by two processes at once, is counted once. The schema and its
+migrations are in ``ledger_schema.py``; they run in order on open.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import itertools
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,121 +25,24 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from chargeback.adapters.ledger_schema import (
+    MIGRATIONS,
+    gaps,
+    gpu_usage,
+    gpu_utilization,
+    schema_version,
+    series_state,
+    sources,
+    usage,
+)
 from chargeback.domain.buckets import DAY_MS
 from chargeback.domain.counters import State
 from chargeback.domain.infra import GpuRow, UtilizationRow
 from chargeback.domain.series import SeriesKey, key_from_text, key_text
 from chargeback.domain.usage import Gap, UsageRow
 
-metadata = sa.MetaData()
 WAL_RETRIES = 600
 """Attempts, 50 ms apart, to switch a new SQLite ledger to WAL while another process holds it."""
-
-schema_version = sa.Table(
-    "schema_version", metadata, sa.Column("version", sa.Integer, nullable=False)
-)
-sources = sa.Table(
-    "sources",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("definition", sa.Text, nullable=False),
-    sa.Column("metric", sa.String(200), nullable=False),
-    sa.Column("bucket_ms", sa.BigInteger, nullable=False),
-    sa.Column("start_ms", sa.BigInteger, nullable=False),
-    sa.Column("watermark_ms", sa.BigInteger, nullable=False),
-    sa.Column("observing", sa.Boolean, nullable=False),
-)
-series_state = sa.Table(
-    "series_state",
-    metadata,
-    sa.Column("source_id", sa.String(32), primary_key=True),
-    sa.Column("series_key", sa.Text, primary_key=True),
-    sa.Column("value", sa.BigInteger, nullable=False),
-    sa.Column("seen_ms", sa.BigInteger, nullable=False),
-)
-usage = sa.Table(
-    "usage",
-    metadata,
-    sa.Column("source_id", sa.String(32), nullable=False),
-    sa.Column("bucket_start_ms", sa.BigInteger, nullable=False),
-    sa.Column("user", sa.String(256), nullable=False),
-    sa.Column("tier", sa.String(256), nullable=False),
-    sa.Column("model", sa.String(256), nullable=False),
-    sa.Column("extra", sa.Text, nullable=False),
-    sa.Column("tokens", sa.BigInteger, nullable=False),
-    sa.UniqueConstraint("source_id", "bucket_start_ms", "user", "tier", "model", "extra"),
-    sa.Index("usage_by_time", "source_id", "bucket_start_ms"),
-)
-gaps = sa.Table(
-    "gaps",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("source_id", sa.String(32), nullable=False),
-    sa.Column("start_ms", sa.BigInteger, nullable=False),
-    sa.Column("end_ms", sa.BigInteger, nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
-)
-
-
-price_versions = sa.Table(
-    "price_versions",
-    metadata,
-    sa.Column("pricing", sa.String(253), primary_key=True),
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("effective_from_ms", sa.BigInteger, nullable=False),
-    sa.Column("spec", sa.Text, nullable=False),
-    sa.Column("digest", sa.String(64), nullable=False),
-    sa.Column("recorded_ms", sa.BigInteger, nullable=False),
-)
-documents = sa.Table(
-    "report_documents",
-    metadata,
-    sa.Column("report", sa.String(512), primary_key=True),
-    sa.Column("period_start_ms", sa.BigInteger, primary_key=True),
-    sa.Column("period_end_ms", sa.BigInteger, nullable=False),
-    sa.Column("document", sa.Text, nullable=False),
-    sa.Column("csv", sa.Text, nullable=False),
-    sa.Column("finalized_ms", sa.BigInteger, nullable=False),
-)
-gpu_usage = sa.Table(
-    "gpu_usage",
-    metadata,
-    sa.Column("source_id", sa.String(32), nullable=False),
-    sa.Column("bucket_start_ms", sa.BigInteger, nullable=False),
-    sa.Column("model", sa.String(256), nullable=False),
-    sa.Column("product", sa.String(128), nullable=False),
-    sa.Column("gpu_ms", sa.BigInteger, nullable=False),
-    sa.UniqueConstraint("source_id", "bucket_start_ms", "model", "product"),
-)
-gpu_utilization = sa.Table(
-    "gpu_utilization",
-    metadata,
-    sa.Column("source_id", sa.String(32), nullable=False),
-    sa.Column("bucket_start_ms", sa.BigInteger, nullable=False),
-    sa.Column("model", sa.String(256), nullable=False),
-    sa.Column("busy_ms", sa.BigInteger, nullable=False),
-    sa.Column("observed_gpu_ms", sa.BigInteger, nullable=False),
-    sa.UniqueConstraint("source_id", "bucket_start_ms", "model"),
-)
-
-
-def _migration_1(conn: Connection) -> None:
-    for table in (sources, series_state, usage, gaps):
-        table.create(conn)
-
-
-def _migration_2(conn: Connection) -> None:
-    for table in (price_versions, documents):
-        table.create(conn)
-
-
-def _migration_3(conn: Connection) -> None:
-    for table in (gpu_usage, gpu_utilization):
-        table.create(conn)
-
-
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2, _migration_3]
-"""Schema migrations in order; the schema version is the number applied. Append, never edit."""
 
 
 class LedgerError(RuntimeError):
@@ -149,6 +53,15 @@ class StepConflict(LedgerError):
     """Another writer moved the watermark first; this step was not applied (nothing counted)."""
 
 
+class SourceKind(StrEnum):
+    """What a source counts."""
+
+    TOKENS = "tokens"
+    """Token counters of a gateway (usage rows)."""
+    GPU = "gpu"
+    """GPU allocation and utilisation per model (GPU rows)."""
+
+
 @dataclass(frozen=True)
 class SourceRecord:
     """A source as the ledger knows it."""
@@ -156,10 +69,12 @@ class SourceRecord:
     id: str
     definition: dict[str, Any]
     metric: str
+    """The counter read (token sources); empty for GPU sources."""
     bucket_ms: int
     start_ms: int
     watermark_ms: int
     observing: bool
+    kind: SourceKind = SourceKind.TOKENS
 
 
 @dataclass(frozen=True)
@@ -249,6 +164,7 @@ class Ledger:
             start_ms=row.start_ms,
             watermark_ms=row.watermark_ms,
             observing=row.observing,
+            kind=SourceKind(row.kind),
         )
 
     def list_sources(self) -> list[SourceRecord]:
@@ -283,6 +199,7 @@ class Ledger:
                     start_ms=record.start_ms,
                     watermark_ms=record.watermark_ms,
                     observing=record.observing,
+                    kind=str(record.kind),
                 )
             )
             self._write_states(conn, record.id, states)
@@ -456,118 +373,6 @@ class Ledger:
                 sa.select(gaps).where(gaps.c.source_id == source_id).order_by(gaps.c.start_ms)
             ).all()
         return [Gap(r.start_ms, r.end_ms, r.reason) for r in rows]
-
-
-@dataclass(frozen=True)
-class StoredVersion:
-    """A price version as recorded."""
-
-    pricing: str
-    version: int
-    effective_from_ms: int
-    spec: dict[str, Any]
-    digest: str
-
-
-@dataclass(frozen=True)
-class FinalDocument:
-    """A finalised report document: stored once, never changed."""
-
-    report: str
-    period_start_ms: int
-    period_end_ms: int
-    document: str
-    csv: str
-    finalized_ms: int
-
-
-class PricingLedger:
-    """Price versions and finalised documents, in the same database as the usage."""
-
-    def __init__(self, ledger: Ledger) -> None:
-        self.engine = ledger.engine
-
-    def record_version(
-        self, pricing: str, spec: dict[str, Any], digest: str, effective_from_ms: int, now_ms: int
-    ) -> StoredVersion:
-        """Record ``spec`` as a new version unless it equals the latest one; return the latest."""
-        with self.engine.begin() as conn:
-            latest = conn.execute(
-                sa.select(price_versions)
-                .where(price_versions.c.pricing == pricing)
-                .order_by(price_versions.c.version.desc())
-                .limit(1)
-            ).first()
-            if latest is not None and latest.digest == digest:
-                return _stored(latest)
-            number = 1 if latest is None else latest.version + 1
-            conn.execute(
-                price_versions.insert().values(
-                    pricing=pricing, version=number, effective_from_ms=effective_from_ms,
-                    spec=json.dumps(spec, sort_keys=True), digest=digest, recorded_ms=now_ms,
-                )
-            )  # fmt: skip
-        return StoredVersion(pricing, number, effective_from_ms, spec, digest)
-
-    def versions(self, pricing: str) -> list[StoredVersion]:
-        """Every recorded version of ``pricing``, oldest first."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(price_versions)
-                .where(price_versions.c.pricing == pricing)
-                .order_by(price_versions.c.version)
-            ).all()
-        return [_stored(r) for r in rows]
-
-    def finalize(self, document: FinalDocument) -> FinalDocument:
-        """Store a finalised document; if the period was finalised before, keep the first."""
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(documents.insert().values(**document.__dict__))
-        except sa.exc.IntegrityError:
-            pass  # finalised already (by us before a crash, or by another process): immutable
-        stored = self.final(document.report, document.period_start_ms)
-        if stored is None:  # pragma: no cover - inserted just now or earlier
-            raise LedgerError(f"finalised document of {document.report} vanished")
-        return stored
-
-    def final(self, report: str, period_start_ms: int) -> FinalDocument | None:
-        """The finalised document of a period, if any."""
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(documents)
-                .where(documents.c.report == report)
-                .where(documents.c.period_start_ms == period_start_ms)
-            ).first()
-        return FinalDocument(**row._mapping) if row is not None else None
-
-    def final_periods(self, report: str, limit: int = 120) -> list[tuple[int, int]]:
-        """(start, end) of the most recent finalised periods, newest first, without documents."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(documents.c.period_start_ms, documents.c.period_end_ms)
-                .where(documents.c.report == report)
-                .order_by(documents.c.period_start_ms.desc())
-                .limit(limit)
-            ).all()
-        return [(row[0], row[1]) for row in rows]
-
-    def finals(self, report: str, limit: int = 120) -> list[FinalDocument]:
-        """The most recent finalised documents of a report, newest first."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(documents)
-                .where(documents.c.report == report)
-                .order_by(documents.c.period_start_ms.desc())
-                .limit(limit)
-            ).all()
-        return [FinalDocument(**r._mapping) for r in rows]
-
-
-def _stored(row: Any) -> StoredVersion:
-    return StoredVersion(
-        row.pricing, row.version, row.effective_from_ms, json.loads(row.spec), row.digest
-    )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -14,8 +14,9 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 from chargeback.adapters.httpserver import serve
-from chargeback.adapters.kube import openshift_groups
-from chargeback.adapters.ledger import Ledger, LedgerError, PricingLedger
+from chargeback.adapters.kube import default_client, openshift_groups, service_address
+from chargeback.adapters.ledger import Ledger, LedgerError
+from chargeback.adapters.pricing_ledger import PricingLedger
 from chargeback.adapters.prometheus import PrometheusClient, PrometheusSettings
 from chargeback.app.settings import OperatorSettings
 from chargeback.domain.infra import InfraSource
@@ -54,6 +55,16 @@ class Operator:
             self.server.server_close()
         self.prometheus.close()
         self.ledger.close()
+
+
+def kubernetes_client() -> Any:
+    """The Kubernetes client of the operator: in-cluster, else $KUBECONFIG."""
+    return default_client()
+
+
+def api_server_address() -> str | None:
+    """The API server's address as Kubernetes puts it in a pod's environment, if in a pod."""
+    return service_address()
 
 
 def report_service(

@@ -19,6 +19,7 @@ from chargeback.domain.attribution import TeamResolver
 from chargeback.domain.money import format_money, round_money
 from chargeback.domain.periods import Period
 from chargeback.domain.pricing import PriceBook, PriceVersion
+from chargeback.domain.sections import CostToValueSection, ForecastSection
 from chargeback.domain.usage import Gap, UsageRow
 
 LINE_COLUMNS = (
@@ -31,14 +32,6 @@ LINE_COLUMNS = (
     "unpricedTokens",
     "includedTokens",
 )
-
-
-_DOCUMENT_KEYS = frozenset({
-    "apiVersion", "kind", "report", "period", "finalized", "dataComplete", "dataThrough",
-    "currency", "totals", "byTeam", "byTier", "byModel", "byUser", "topUsersByTokens",
-    "topUsersByCost", "gaps", "pricingVersions", "lines",
-})  # fmt: skip
-"""Keys of :meth:`ReportDocument.as_dict` it computes itself; any other key is a section."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +70,10 @@ class ReportDocument:
     data_through_ms: int
     finalized: bool = False
     top_n: int = 10
-    sections: tuple[tuple[str, Any], ...] = ()
-    """Further JSON-ready sections by name (costToValue, forecast), in order."""
+    cost_to_value: CostToValueSection | None = None
+    """Revenue beside infrastructure cost (``services/value.py``)."""
+    forecast: ForecastSection | None = None
+    """Next period's usage forecast (``services/value.py``)."""
     tokens: int = field(init=False)
     cost: Decimal = field(init=False)
     unpriced_tokens: int = field(init=False)
@@ -143,7 +138,8 @@ class ReportDocument:
                 for g in self.gaps
             ],
             "pricingVersions": list(self.pricing_versions),
-            **dict(self.sections),
+            **({} if self.cost_to_value is None else {"costToValue": self.cost_to_value}),
+            **({} if self.forecast is None else {"forecast": self.forecast}),
             "lines": [
                 {
                     "user": ln.user,
@@ -164,6 +160,7 @@ class ReportDocument:
         """A document back from :meth:`as_dict` output (a finalised period read from storage).
 
         ``as_dict(from_dict(d)) == d``: the lines, gaps and sections carry everything else.
+        The sections are taken as stored (they were built by this code's typed functions).
         """
         lines = tuple(
             Line(user=ln["user"], team=ln["team"], tier=ln["tier"], model=ln["model"],
@@ -181,12 +178,9 @@ class ReportDocument:
             data_through_ms=_ms(data["dataThrough"]),
             finalized=data["finalized"],
             top_n=max(len(data["topUsersByCost"]), 1),
-            sections=tuple((k, v) for k, v in data.items() if k not in _DOCUMENT_KEYS),
+            cost_to_value=data.get("costToValue"),
+            forecast=data.get("forecast"),
         )
-
-    def section(self, name: str) -> Any:
-        """A further section (``costToValue``, ``forecast``) by name, None when absent."""
-        return dict(self.sections).get(name)
 
     def _money(self, amount: Decimal) -> str:
         return format_money(amount, self.currency)

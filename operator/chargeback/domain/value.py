@@ -17,7 +17,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 
 from chargeback.api.pricing import InfrastructureCosts
 from chargeback.domain.buckets import HOUR_MS
@@ -26,6 +25,7 @@ from chargeback.domain.money import format_money, parse_decimal, quantum, round_
 from chargeback.domain.periods import Period
 from chargeback.domain.pricing import PriceBook
 from chargeback.domain.reports import ReportDocument, iso
+from chargeback.domain.sections import CostToValueSection, ModelValue, TeamValue, ValueTotals
 from chargeback.domain.usage import Gap, UsageRow
 
 RATIO = Decimal("0.0001")
@@ -56,7 +56,7 @@ class InfraUsage:
     """Infrastructure usage is collected up to here."""
 
 
-def unavailable(reason: str) -> dict[str, Any]:
+def unavailable(reason: str) -> CostToValueSection:
     """The cost-to-value section of a report that cannot have one, saying why."""
     return {"available": False, "reason": reason}
 
@@ -73,7 +73,7 @@ def cost_to_value(
     infra: InfraUsage,
     book: PriceBook,
     bucket_ms: int,
-) -> dict[str, Any]:
+) -> CostToValueSection:
     """The cost-to-value section of ``document``."""
     period = document.period
     through = min(infra.through_ms, period.end_ms)
@@ -101,7 +101,7 @@ def cost_to_value(
     def money(amount: Decimal) -> str:
         return format_money(amount, currency)
 
-    by_model: list[dict[str, Any]] = []
+    by_model: list[ModelValue] = []
     team_cost: dict[str, Decimal] = defaultdict(Decimal)
     idle_cost = Decimal(0)
     for name, entry in models.items():
@@ -127,7 +127,7 @@ def cost_to_value(
             "costPerMillionTokens": _per_million(cost, entry.tokens),
         })  # fmt: skip
     by_model.sort(key=lambda m: (-Decimal(m["infrastructureCost"]), -m["tokens"], m["name"]))
-    by_team: list[dict[str, Any]] = [
+    by_team: list[TeamValue] = [
         {"name": team, "tokens": sum(t.get(team, 0) for t in team_tokens.values()),
          "revenue": money(team_revenue[team]), "infrastructureCost": money(team_cost[team]),
          "margin": money(team_revenue[team] - team_cost[team])}
@@ -136,7 +136,7 @@ def cost_to_value(
     by_team.sort(key=lambda t: (-Decimal(t["infrastructureCost"]), t["name"]))
     total_cost = sum((Decimal(m["infrastructureCost"]) for m in by_model), Decimal(0))
     revenue = document.cost
-    totals = {
+    totals: ValueTotals = {
         "tokens": document.tokens,
         "revenue": money(revenue),
         "infrastructureCost": money(total_cost),

@@ -17,13 +17,10 @@ from typing import Any
 
 import kopf
 
-from chargeback.adapters import metrics
-from chargeback.adapters.exports import Owner
-from chargeback.adapters.kube import default_client, service_address
 from chargeback.api.common import GROUP, VERSION
-from chargeback.app.root import Operator, build_operator
+from chargeback.app.root import Operator, api_server_address, build_operator, kubernetes_client
 from chargeback.app.settings import OperatorSettings
-from chargeback.domain.conditions import status_changes
+from chargeback.services import report_metrics
 from chargeback.services.outcome import Failure, Outcome
 
 
@@ -41,7 +38,7 @@ def startup(
         prefix="chargeback.dev", key="last-handled-configuration"
     )
     config: OperatorSettings = memo.settings
-    memo.operator = build_operator(config, default_client())
+    memo.operator = build_operator(config, kubernetes_client())
     memo.operator.serve()
     logger.info("Started with Prometheus %s and ledger %s", config.prometheus_url,
                 config.ledger_dsn.split("@")[-1])  # fmt: skip
@@ -58,7 +55,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     info = kopf.login_with_service_account(**kwargs)
     if info is None:
         return kopf.login_with_kubeconfig(**kwargs)
-    address = service_address()
+    address = api_server_address()
     return dataclasses.replace(info, server=address) if address else info
 
 
@@ -75,10 +72,10 @@ def reconcile_pricing(
 ) -> None:  # fmt: skip
     """Record the price version and report it in status."""
     operator: Operator = memo.operator
-    with metrics.reconcile_seconds.labels("TierPricing").time():
-        outcome = operator.pricing.reconcile(name, spec, meta.get("generation", 0), status)
-    patch.status.update(status_changes(status, outcome.status))
-    metrics.reconciles.labels("TierPricing", "ok" if outcome.ready else "error").inc()
+    started = time.monotonic()
+    outcome = operator.pricing.reconcile(name, dict(spec), meta.get("generation", 0), dict(status))
+    patch.status.update(outcome.status)
+    report_metrics.reconciled("TierPricing", outcome.ready, time.monotonic() - started)
     _raise_failure(outcome, operator.settings.refresh_seconds)
 
 
@@ -89,20 +86,20 @@ def reconcile_report(
     """Refresh the report's open period, finalise finished ones, write status and exports."""
     operator: Operator = memo.operator
     started = time.monotonic()
-    owner = Owner(namespace or "", name, uid)
-    outcome = operator.reports.reconcile(owner, spec, meta.get("generation", 0), status)
-    patch.status.update(status_changes(status, outcome.status))
+    outcome = operator.reports.reconcile(namespace or "", name, uid, spec=dict(spec),
+                                         generation=meta.get("generation", 0),
+                                         status=dict(status))  # fmt: skip
+    patch.status.update(outcome.status)
     for event in outcome.events:
         post = kopf.warn if event.warning else kopf.info
         post(body, reason=str(event.reason), message=event.message)
-    metrics.reconciles.labels("UsageReport", "ok" if outcome.ready else "error").inc()
-    metrics.reconcile_seconds.labels("UsageReport").observe(time.monotonic() - started)
+    report_metrics.reconciled("UsageReport", outcome.ready, time.monotonic() - started)
     _raise_failure(outcome, operator.settings.refresh_seconds)
 
 
 def forget_report(*, name: str, namespace: str | None, **_: Any) -> None:
     """Exports go with their owner (ownerReferences); finalised documents stay in the ledger."""
-    metrics.forget_report(namespace or "", name)
+    report_metrics.forget(namespace or "", name)
 
 
 def _raise_failure(outcome: Outcome, retry_s: float) -> None:

@@ -1,10 +1,10 @@
-"""Infrastructure collection: GPU allocation and utilisation per model into the ledger.
+"""GPU collection: allocation and utilisation per model into the ledger.
 
-The same durability rules as tokens: closed buckets only, a watermark per source, one
-transaction per run of buckets, idempotent (the watermark moves only from where it was), and
-buckets where Prometheus holds no kube-state-metrics data at all recorded as gaps. Each run of
-up to a week of buckets costs four range queries with a subquery at the scrape resolution, so
-catching up two months of history takes a few dozen queries.
+A source of kind ``gpu``, collected by the one collection loop (``services/watermark.py``) with
+the same durability rules as tokens: closed buckets only, a watermark per source, one transaction
+per run of buckets, and buckets where Prometheus holds no kube-state-metrics data at all recorded
+as gaps. Each run of up to a week of buckets costs four range queries with a subquery at the
+scrape resolution, so catching up two months of history takes a few dozen queries.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
-from chargeback.adapters.ledger import Ledger, SourceRecord, Step, StepConflict
+from chargeback.adapters.ledger import Ledger, SourceKind, SourceRecord, Step
 from chargeback.adapters.prometheus import PrometheusClient, PrometheusQueryError, QueryTooLarge
+from chargeback.domain import promql
 from chargeback.domain.infra import GpuRow, InfraSource, UtilizationRow
 from chargeback.domain.series import SeriesKey
 from chargeback.domain.usage import Gap
 from chargeback.domain.value import InfraUsage
 from chargeback.services.collect import CollectError
+from chargeback.services.watermark import advance
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,7 @@ NO_KSM_GAP = (
     "Prometheus holds no kube-state-metrics data (kube_node_labels) for this range: "
     "GPU allocation unknown"
 )
+PRESENCE_METRIC = "kube_node_labels"
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class _Bucket:
 
 
 class InfraCollector:
-    """Advances one infrastructure source's ledger to a time, bucket by bucket."""
+    """Advances one GPU source's ledger to a time, bucket by bucket."""
 
     def __init__(
         self,
@@ -56,35 +59,44 @@ class InfraCollector:
         self.source = source
         self.bucket_ms = bucket_ms
         self.source_id = source.source_id()
+        self._chunk = CHUNK_BUCKETS
 
     def collect(self, start_ms: int, end_ms: int) -> int:
-        """Collect every closed bucket up to ``end_ms``; return the watermark."""
+        """Collect every closed bucket up to ``end_ms``; return the ledger's watermark."""
         bucket = self.bucket_ms
         record = self.ledger.source(self.source_id)
         if record is None:
             first = start_ms - start_ms % bucket
-            definition = asdict(self.source)
             record = self.ledger.bootstrap(
-                SourceRecord(self.source_id, definition, "gpu", bucket, first, first, True), {}
-            )
+                SourceRecord(self.source_id, asdict(self.source), "", bucket, first, first, True,
+                             kind=SourceKind.GPU),
+                {},
+            )  # fmt: skip
         end = end_ms - end_ms % bucket
-        size = CHUNK_BUCKETS
-        watermark = record.watermark_ms
-        while watermark < end:
-            upto = min(end, watermark + size * bucket)
+        if end <= record.watermark_ms:
+            return record.watermark_ms
+        self._chunk = CHUNK_BUCKETS
+        done = advance(self.ledger, self.source_id, self, watermark_ms=record.watermark_ms,
+                       end_ms=end, bucket_ms=bucket)  # fmt: skip
+        if done.conflicted:
+            # Another collector got ahead: what the ledger holds is settled as far as it says.
+            stored = self.ledger.source(self.source_id)
+            return stored.watermark_ms if stored else done.watermark_ms
+        return done.watermark_ms
+
+    def plan(self, a: int, end: int) -> list[Step]:
+        """Steps for up to a week of buckets from ``a``: runs with data, runs without (gaps)."""
+        while True:
+            upto = min(end, a + self._chunk * self.bucket_ms)
             try:
-                buckets = self._fetch(watermark, upto)
+                return self._steps(a, self._fetch(a, upto))
             except QueryTooLarge:
-                if size == 1:
+                if self._chunk == 1:
                     raise
-                size = max(1, size // 4)
-                continue
-            try:
-                watermark = self._apply(watermark, buckets)
-            except StepConflict:
-                stored = self.ledger.source(self.source_id)
-                watermark = stored.watermark_ms if stored else watermark
-        return watermark
+                self._chunk = max(1, self._chunk // 4)
+
+    def applied(self, step: Step) -> None:
+        """Nothing to carry between steps: GPU usage is a gauge."""
 
     def usage(self, start_ms: int, end_ms: int) -> InfraUsage:
         """What the ledger holds for buckets starting in [start, end)."""
@@ -102,21 +114,16 @@ class InfraCollector:
     def _fetch(self, a: int, b: int) -> dict[int, _Bucket]:
         """Per bucket start in [a, b): presence and integrals, from four range queries."""
         bucket, resolution = self.bucket_ms, self.source.resolution_ms
-        closed = self.prometheus.closed_ranges()
-        window = f"{bucket - (1 if closed else 0)}ms"
-
-        def integral(expr: str) -> str:
-            return f"sum_over_time(({expr})[{window}:{resolution}ms])"
-
+        span = bucket - (1 if self.prometheus.closed_ranges() else 0)
         first = a + bucket
         utilization = self.source.utilization()
         present, gpus, busy, observed = (
             self.prometheus.matrix(query, first, b, bucket)
             for query in (
-                f"count(last_over_time(kube_node_labels[{window}]))",
-                integral(self.source.gpus()),
-                integral(f"sum by (model) ({utilization})"),
-                integral(f"count by (model) ({utilization})"),
+                promql.present(promql.range_of(PRESENCE_METRIC, span)),
+                promql.integral(self.source.gpus(), span, resolution),
+                promql.integral(f"sum by (model) ({utilization})", span, resolution),
+                promql.integral(f"count by (model) ({utilization})", span, resolution),
             )
         )
         present_at = set().union(*(points for points in present.values()))
@@ -141,15 +148,15 @@ class InfraCollector:
                 )
         return result
 
-    def _apply(self, watermark: int, buckets: dict[int, _Bucket]) -> int:
-        """Write runs of buckets with data as one step each, runs without as one gap each."""
-        starts = sorted(buckets)
+    def _steps(self, watermark: int, buckets: dict[int, _Bucket]) -> list[Step]:
+        """Runs of buckets with data as one step each, runs without as one gap each."""
+        steps: list[Step] = []
         run: list[int] = []
-        for start in [*starts, None]:
+        for start in [*sorted(buckets), None]:
             if run and (start is None or buckets[start].present != buckets[run[0]].present):
                 present = buckets[run[0]].present
                 end = run[-1] + self.bucket_ms
-                self.ledger.apply_step(Step(
+                steps.append(Step(
                     source_id=self.source_id, from_ms=watermark, to_ms=end, usage=[], states={},
                     gap=None if present else Gap(watermark, end, NO_KSM_GAP),
                     gpu=[row for s in run for row in buckets[s].gpu],
@@ -158,7 +165,7 @@ class InfraCollector:
                 watermark, run = end, []
             if start is not None:
                 run.append(start)
-        return watermark
+        return steps
 
 
 def _labels(key: SeriesKey, what: str) -> dict[str, str]:

@@ -7,11 +7,12 @@ Services say *what kind* of failure it was; the kopf handlers map it to kopf's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from chargeback.domain.conditions import Reason
+from chargeback.domain.conditions import Reason, status_changes
 
 
 class Failure(Enum):
@@ -34,18 +35,31 @@ class Event:
 
 @dataclass
 class Outcome:
-    """The status patch (JSON, as the API server stores it), events and failure, if any."""
+    """What to write and post after a reconciliation.
+
+    ``status`` is the patch: empty when nothing but volatile fields would change (Kubernetes API
+    conventions: a refresh that finds the same numbers writes nothing).
+    """
 
     status: dict[str, Any]
+    ready: bool
     events: list[Event] = field(default_factory=list)
     failure: Failure | None = None
     message: str = ""
     """Why it failed (the Ready condition's message)."""
 
-    @property
-    def ready(self) -> bool:
-        """Whether the object is Ready after this reconciliation."""
-        return any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in self.status.get("conditions", [])
-        )
+
+def outcome(
+    current: Mapping[str, Any],
+    desired: Mapping[str, Any],
+    *,
+    events: list[Event] | None = None,
+    failure: Failure | None = None,
+    message: str = "",
+) -> Outcome:
+    """The outcome of computing ``desired`` status for an object whose status is ``current``."""
+    ready = any(
+        c["type"] == "Ready" and c["status"] == "True" for c in desired.get("conditions", [])
+    )
+    patch = status_changes(current, desired)
+    return Outcome(patch, ready, events or [], failure, message)

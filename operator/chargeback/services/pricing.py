@@ -12,14 +12,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from chargeback.adapters import metrics
-from chargeback.adapters.ledger import PricingLedger
+from chargeback.adapters.pricing_ledger import PricingLedger
 from chargeback.api.base import problems
 from chargeback.api.pricing import TierPricingSpec, TierPricingStatus
 from chargeback.domain import buckets
 from chargeback.domain.conditions import Cond, Reason, Type
 from chargeback.domain.pricing import PriceBook, PriceVersion, spec_digest
 from chargeback.domain.reports import iso
-from chargeback.services.outcome import Failure, Outcome
+from chargeback.services.outcome import Failure, Outcome, outcome
 from chargeback.services.status import as_patch, conditions
 
 
@@ -45,7 +45,7 @@ class PricingReconciler:
                 observed_generation=generation,
                 conditions=conditions(previous, [cond], now, generation),
             )
-            return Outcome(as_patch(failed), failure=Failure.PERMANENT, message=message)
+            return outcome(status, as_patch(failed), failure=Failure.PERMANENT, message=message)
         effective = buckets.to_ms(parsed.effective_from) if parsed.effective_from else now
         stored = self.pricing.record_version(
             name, parsed.model_dump(mode="json", by_alias=True), spec_digest(parsed), effective, now
@@ -60,7 +60,7 @@ class PricingReconciler:
             "currentVersion": stored.version,
             "effectiveFrom": since,
         })  # fmt: skip
-        return Outcome(as_patch(result))
+        return outcome(status, as_patch(result))
 
     def price_book(self, pricing: str) -> PriceBook | None:
         """Every recorded version of a pricing, or None when it has none."""

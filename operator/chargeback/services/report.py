@@ -10,7 +10,8 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from chargeback.adapters.ledger import FinalDocument, Ledger, PricingLedger
+from chargeback.adapters.ledger import Ledger
+from chargeback.adapters.pricing_ledger import FinalDocument, PricingLedger
 from chargeback.api.report import UsageReportSpec
 from chargeback.domain import formats
 from chargeback.domain.attribution import TeamResolver
@@ -116,9 +117,7 @@ class ReportService:
             and settled >= period.end_ms
         )
         forecast = self.value.forecast(source_id, spec, period, collected.watermark_ms)
-        document = replace(
-            document, finalized=final, sections=(("costToValue", value), ("forecast", forecast))
-        )
+        document = replace(document, finalized=final, cost_to_value=value, forecast=forecast)
         rendered = Rendered(period, document, final, collected)
         return self._finalize(report, rendered, now_ms) if final else rendered
 

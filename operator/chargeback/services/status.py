@@ -15,22 +15,23 @@ from chargeback.api.report import (
     Breakdown,
     CostToValueSummary,
     FixedPeriod,
+    ForecastEntry,
     ForecastSummary,
+    ModelValue,
     PeriodSummary,
     Totals,
     UsageReportStatus,
+    ValueTotals,
 )
 from chargeback.domain.conditions import Cond, Reason, Type, merge, ready
 from chargeback.domain.money import format_money
 from chargeback.domain.reports import Breakdown as DocumentBreakdown
 from chargeback.domain.reports import ReportDocument, iso
+from chargeback.domain.sections import CostToValueSection, ForecastSection
 
 STATUS_LIMITS = {"byTier": 64, "byTeam": 50, "byModel": 50, "insight": 50}
 BLOCKING = (Type.SOURCE_AVAILABLE,)
 """Conditions that make a report not Ready; the others qualify its numbers."""
-VALUE_KEYS = ("name", "tokens", "revenue", "infrastructureCost", "margin", "gpuHours",
-              "idleGpuHours", "costPerMillionTokens", "meanUtilization")  # fmt: skip
-VALUE_TOTALS = ("revenue", "infrastructureCost", "idleCost", "margin", "gpuHours", "idleGpuHours")
 
 
 def report_conditions(document: ReportDocument) -> list[Cond]:
@@ -54,18 +55,18 @@ def report_conditions(document: ReportDocument) -> list[Cond]:
         Cond(Type.SOURCE_AVAILABLE, True, Reason.COLLECTED),
         data,
         priced,
-        _insight(Type.COST_TO_VALUE, document.section("costToValue")),
-        _insight(Type.FORECAST, document.section("forecast")),
+        _insight(Type.COST_TO_VALUE, document.cost_to_value),
+        _insight(Type.FORECAST, document.forecast),
     ]
     return [ready(others, BLOCKING), *others]
 
 
-def _insight(kind: Type, section: Mapping[str, Any] | None) -> Cond:
+def _insight(kind: Type, section: CostToValueSection | ForecastSection | None) -> Cond:
     if section is None:
         return Cond(kind, False, Reason.UNAVAILABLE, "not computed")
     if section["available"]:
         return Cond(kind, True, Reason.COMPUTED, section.get("reason", ""))
-    return Cond(kind, False, Reason.UNAVAILABLE, section["reason"])
+    return Cond(kind, False, Reason.UNAVAILABLE, section.get("reason", ""))
 
 
 def conditions(
@@ -107,31 +108,50 @@ def summarize(
         by_model=rows(document.breakdown("model"), STATUS_LIMITS["byModel"]),
         top_users=rows(document.top_users("cost"), top_users),
         finalized=list(finals),
-        cost_to_value=_value_summary(document.section("costToValue")),
-        forecast=_forecast_summary(document.section("forecast")),
+        cost_to_value=_value_summary(document.cost_to_value),
+        forecast=_forecast_summary(document.forecast),
         exports=list(exports),
         last_refresh_time=dt.datetime.fromtimestamp(now_ms // 1000, dt.UTC),
     )
 
 
-def _value_summary(value: Mapping[str, Any] | None) -> CostToValueSummary | None:
+def _value_summary(value: CostToValueSection | None) -> CostToValueSummary | None:
     if not value or not value["available"]:
         return None
-    limit = STATUS_LIMITS["insight"]
-    return CostToValueSummary.model_validate({
-        "totals": {k: value["totals"][k] for k in VALUE_TOTALS},
-        "byModel": [{k: m[k] for k in VALUE_KEYS} for m in value["byModel"][:limit]],
-    })  # fmt: skip
+    totals, limit = value["totals"], STATUS_LIMITS["insight"]
+    return CostToValueSummary(
+        totals=ValueTotals(
+            revenue=totals["revenue"], infrastructure_cost=totals["infrastructureCost"],
+            idle_cost=totals["idleCost"], margin=totals["margin"], gpu_hours=totals["gpuHours"],
+            idle_gpu_hours=totals["idleGpuHours"],
+        ),
+        by_model=[
+            ModelValue(
+                name=m["name"], tokens=m["tokens"], revenue=m["revenue"],
+                infrastructure_cost=m["infrastructureCost"], margin=m["margin"],
+                gpu_hours=m["gpuHours"], idle_gpu_hours=m["idleGpuHours"],
+                cost_per_million_tokens=m["costPerMillionTokens"],
+                mean_utilization=m["meanUtilization"],
+            )
+            for m in value["byModel"][:limit]
+        ],
+    )  # fmt: skip
 
 
-def _forecast_summary(forecast: Mapping[str, Any] | None) -> ForecastSummary | None:
+def _forecast_summary(forecast: ForecastSection | None) -> ForecastSummary | None:
     if not forecast or not forecast["available"]:
         return None
     busiest = sorted(forecast["byModel"], key=lambda m: (-m["tokens"], m["name"]))
+    totals = forecast["totals"]
     return ForecastSummary.model_validate({
         **forecast["period"],
-        "total": {"name": "total", **forecast["totals"]},
-        "byModel": busiest[: STATUS_LIMITS["insight"]],
+        "total": ForecastEntry(name="total", tokens=totals["tokens"], lower=totals["lower"],
+                               upper=totals["upper"]),
+        "byModel": [
+            ForecastEntry(name=m["name"], tokens=m["tokens"], lower=m["lower"],
+                          upper=m["upper"], gpu_hours=m["gpuHours"])
+            for m in busiest[: STATUS_LIMITS["insight"]]
+        ],
     })  # fmt: skip
 
 

@@ -32,7 +32,7 @@ from chargeback.domain.selectors import SelectorError, parse_selector
 from chargeback.services import report_metrics
 from chargeback.services.collect import CollectError
 from chargeback.services.dashboards import DashboardProvisioner
-from chargeback.services.outcome import Event, Failure, Outcome
+from chargeback.services.outcome import Event, Failure, Outcome, outcome
 from chargeback.services.pricing import PricingReconciler
 from chargeback.services.report import Rendered, ReportService
 from chargeback.services.status import as_patch, conditions, report_conditions, summarize
@@ -93,9 +93,17 @@ class UsageReportReconciler:
         return self.reports.final(key, period_start_ms)
 
     def reconcile(
-        self, owner: Owner, spec: Mapping[str, Any], generation: int, status: Mapping[str, Any]
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        *,
+        spec: Mapping[str, Any],
+        generation: int,
+        status: Mapping[str, Any],
     ) -> Outcome:
         """Refresh the open period, finalise finished ones, write exports; return the outcome."""
+        owner = Owner(namespace, name, uid)
         now = self.clock()
         previous = status.get("conditions") or []
         checked = self._check(spec)
@@ -103,18 +111,18 @@ class UsageReportReconciler:
             # A missing pricing may still come; a spec that cannot work waits for an edit.
             kind = Failure.TEMPORARY if checked.reason is Reason.PRICING_NOT_FOUND else (
                 Failure.PERMANENT)  # fmt: skip
-            return _failed(previous, generation, now, failure=kind, reason=checked.reason,
+            return _failed(status, generation, now, failure=kind, reason=checked.reason,
                            message=checked.message)  # fmt: skip
         key = f"{owner.namespace}/{owner.name}"
         try:
             finalized, rendered = self._render(key, owner, checked, now)
         except PrometheusError as exc:
             cond = Cond(Type.SOURCE_AVAILABLE, False, Reason.PROMETHEUS_ERROR, str(exc))
-            return _failed(previous, generation, now, failure=Failure.TEMPORARY,
+            return _failed(status, generation, now, failure=Failure.TEMPORARY,
                            reason=Reason.PROMETHEUS_ERROR, message=str(exc), detail=cond,
                            event=Reason.SOURCE_UNAVAILABLE)  # fmt: skip
         except (CollectError, ValueError) as exc:
-            return _failed(previous, generation, now, failure=Failure.TEMPORARY,
+            return _failed(status, generation, now, failure=Failure.TEMPORARY,
                            reason=Reason.COLLECTION_FAILED, message=str(exc))  # fmt: skip
         events = [Event(False, Reason.FINALIZED, f"finalised the period starting "
                         f"{iso(done.period.start_ms)}") for done in finalized]  # fmt: skip
@@ -133,7 +141,7 @@ class UsageReportReconciler:
             "conditions": conditions(previous, current, now, generation),
         })  # fmt: skip
         report_metrics.publish(owner, document, rendered.collected, self.clock())
-        return Outcome(_full_patch(result), events)
+        return outcome(status, _full_patch(result), events=events)
 
     def _render(
         self, key: str, owner: Owner, checked: Checked, now: int
@@ -215,7 +223,7 @@ def _money(rendered: Rendered) -> str:
 
 
 def _failed(
-    previous: Any,
+    current: Mapping[str, Any],
     generation: int,
     now: int,
     *,
@@ -227,13 +235,13 @@ def _failed(
 ) -> Outcome:
     """Ready False (and the failing condition): the last good summary stays as it was."""
     ready = Cond(Type.READY, False, reason, message)
-    current = [ready] if detail is None else [ready, detail]
+    computed = [ready] if detail is None else [ready, detail]
     status = UsageReportStatus(
         observed_generation=generation,
-        conditions=conditions(previous, current, now, generation),
+        conditions=conditions(current.get("conditions") or [], computed, now, generation),
     )
     events = [Event(True, event or reason, message)]
-    return Outcome(as_patch(status), events, failure, message)
+    return outcome(current, as_patch(status), events=events, failure=failure, message=message)
 
 
 def _full_patch(status: UsageReportStatus) -> dict[str, Any]:

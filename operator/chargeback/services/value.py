@@ -26,6 +26,7 @@ from chargeback.domain.infra import gpu_hours
 from chargeback.domain.periods import Period, scheduled_period
 from chargeback.domain.pricing import PriceBook
 from chargeback.domain.reports import ReportDocument, iso
+from chargeback.domain.sections import CostToValueSection, ForecastNumbers, ForecastSection
 from chargeback.domain.usage import UsageRow
 from chargeback.domain.value import cost_to_value, unavailable
 from chargeback.services.collect import CollectError
@@ -46,7 +47,7 @@ class ValueService:
         self.ledger = ledger
         self.infra = infra
         self.bucket_ms = bucket_ms
-        self._forecasts: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._forecasts: dict[tuple[Any, ...], ForecastSection] = {}
 
     def cost_to_value(
         self,
@@ -56,7 +57,7 @@ class ValueService:
         *,
         history_start_ms: int,
         ready_ms: int,
-    ) -> tuple[dict[str, Any], int]:
+    ) -> tuple[CostToValueSection, int]:
         """Collect infrastructure usage up to ``ready_ms`` and set it beside the revenue.
 
         Returns the section and how far infrastructure usage is settled: a period is final only
@@ -75,7 +76,7 @@ class ValueService:
 
     def forecast(
         self, source_id: str, spec: UsageReportSpec, period: Period, through_ms: int
-    ) -> dict[str, Any]:
+    ) -> ForecastSection:
         """Tokens (and implied GPU-hours) forecast for the period after ``period``."""
         upcoming = next_period(spec, period)
         last = through_ms - through_ms % DAY_MS
@@ -98,9 +99,9 @@ class ValueService:
 
     def _compute(
         self, source_id: str, first: int, last: int, upcoming: Period, horizon: int
-    ) -> dict[str, Any]:
+    ) -> ForecastSection:
         days = max(0, (last - first) // DAY_MS)
-        section: dict[str, Any] = {
+        section: ForecastSection = {
             "available": False,
             "period": {"start": iso(upcoming.start_ms), "end": iso(upcoming.end_ms)},
             "history": {"start": iso(first), "end": iso(max(first, last)), "days": days},
@@ -167,7 +168,7 @@ def next_period(spec: UsageReportSpec, period: Period) -> Period:
     return Period(period.end_ms, 2 * period.end_ms - period.start_ms)
 
 
-def _forecast(f: Forecast) -> dict[str, int]:
+def _forecast(f: Forecast) -> ForecastNumbers:
     return {"tokens": f.tokens, "lower": f.lower, "upper": f.upper}
 
 

@@ -1,0 +1,134 @@
+"""The ledger's tables and their migrations (SQLAlchemy Core).
+
+The schema is versioned: migrations run in order when a ledger is opened, each once. Append a
+migration, never edit one: ledgers in the field were created by the old ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+metadata = sa.MetaData()
+schema_version = sa.Table(
+    "schema_version", metadata, sa.Column("version", sa.Integer, nullable=False)
+)
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("definition", sa.Text, nullable=False),
+    sa.Column("metric", sa.String(200), nullable=False),
+    sa.Column("bucket_ms", sa.BigInteger, nullable=False),
+    sa.Column("start_ms", sa.BigInteger, nullable=False),
+    sa.Column("watermark_ms", sa.BigInteger, nullable=False),
+    sa.Column("observing", sa.Boolean, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False, server_default="tokens"),
+)
+series_state = sa.Table(
+    "series_state",
+    metadata,
+    sa.Column("source_id", sa.String(32), primary_key=True),
+    sa.Column("series_key", sa.Text, primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+    sa.Column("seen_ms", sa.BigInteger, nullable=False),
+)
+usage = sa.Table(
+    "usage",
+    metadata,
+    sa.Column("source_id", sa.String(32), nullable=False),
+    sa.Column("bucket_start_ms", sa.BigInteger, nullable=False),
+    sa.Column("user", sa.String(256), nullable=False),
+    sa.Column("tier", sa.String(256), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("extra", sa.Text, nullable=False),
+    sa.Column("tokens", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("source_id", "bucket_start_ms", "user", "tier", "model", "extra"),
+    sa.Index("usage_by_time", "source_id", "bucket_start_ms"),
+)
+gaps = sa.Table(
+    "gaps",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source_id", sa.String(32), nullable=False),
+    sa.Column("start_ms", sa.BigInteger, nullable=False),
+    sa.Column("end_ms", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
+
+price_versions = sa.Table(
+    "price_versions",
+    metadata,
+    sa.Column("pricing", sa.String(253), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("effective_from_ms", sa.BigInteger, nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("recorded_ms", sa.BigInteger, nullable=False),
+)
+documents = sa.Table(
+    "report_documents",
+    metadata,
+    sa.Column("report", sa.String(512), primary_key=True),
+    sa.Column("period_start_ms", sa.BigInteger, primary_key=True),
+    sa.Column("period_end_ms", sa.BigInteger, nullable=False),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("csv", sa.Text, nullable=False),
+    sa.Column("finalized_ms", sa.BigInteger, nullable=False),
+)
+gpu_usage = sa.Table(
+    "gpu_usage",
+    metadata,
+    sa.Column("source_id", sa.String(32), nullable=False),
+    sa.Column("bucket_start_ms", sa.BigInteger, nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("product", sa.String(128), nullable=False),
+    sa.Column("gpu_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("source_id", "bucket_start_ms", "model", "product"),
+)
+gpu_utilization = sa.Table(
+    "gpu_utilization",
+    metadata,
+    sa.Column("source_id", sa.String(32), nullable=False),
+    sa.Column("bucket_start_ms", sa.BigInteger, nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("busy_ms", sa.BigInteger, nullable=False),
+    sa.Column("observed_gpu_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("source_id", "bucket_start_ms", "model"),
+)
+
+
+def _migration_1(conn: Connection) -> None:
+    for table in (sources, series_state, usage, gaps):
+        table.create(conn)
+
+
+def _migration_2(conn: Connection) -> None:
+    for table in (price_versions, documents):
+        table.create(conn)
+
+
+def _migration_3(conn: Connection) -> None:
+    for table in (gpu_usage, gpu_utilization):
+        table.create(conn)
+
+
+def _migration_4(conn: Connection) -> None:
+    # sources.kind says what a source counts, instead of the GPU source's magic metric "gpu".
+    # (A ledger created at this version has the column from migration 1 already.)
+    if "kind" not in {c["name"] for c in sa.inspect(conn).get_columns("sources")}:
+        conn.execute(sa.text("ALTER TABLE sources ADD COLUMN kind VARCHAR(16) "
+                             "DEFAULT 'tokens' NOT NULL"))  # fmt: skip
+    conn.execute(sources.update().where(sources.c.metric == "gpu").values(kind="gpu", metric=""))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+    _migration_4,
+]
+"""Schema migrations in order; the schema version is the number applied. Append, never edit."""

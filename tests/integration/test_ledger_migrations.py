@@ -1,0 +1,66 @@
+"""Ledgers made by older versions open and migrate, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from chargeback.adapters.ledger import Ledger, SourceKind, SourceRecord
+from chargeback.adapters.ledger_schema import MIGRATIONS, schema_version, sources
+
+
+def _ledger_at_version_3(dsn: str) -> None:
+    """A ledger as the version before `sources.kind` made it, with a GPU and a token source."""
+    engine = sa.create_engine(dsn)
+    with engine.begin() as conn:
+        schema_version.create(conn)
+        conn.execute(schema_version.insert().values(version=3))
+        conn.exec_driver_sql(
+            "CREATE TABLE sources (id VARCHAR(32) PRIMARY KEY, definition TEXT NOT NULL, "
+            "metric VARCHAR(200) NOT NULL, bucket_ms BIGINT NOT NULL, start_ms BIGINT NOT NULL, "
+            "watermark_ms BIGINT NOT NULL, observing BOOLEAN NOT NULL)"
+        )
+        for number in (1, 2):  # the other tables of versions 1-3, as they were
+            MIGRATIONS[number](conn)
+        old = sa.MetaData()
+        for table in ("series_state", "usage", "gaps"):
+            sources.metadata.tables[table].to_metadata(old).create(conn)
+        conn.execute(sa.text(
+            "INSERT INTO sources VALUES ('gpu1', '{}', 'gpu', 3600000, 0, 7200000, true), "
+            "('tok1', '{}', 'tokens_total', 3600000, 0, 3600000, true)"
+        ))  # fmt: skip
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_version_3_ledger_gets_source_kinds(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    dsn = (
+        f"sqlite:///{tmp_path / 'old.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("pg_dsn")
+    )
+    _ledger_at_version_3(dsn)
+    ledger = Ledger(dsn)
+    try:
+        assert ledger.migrate() == len(MIGRATIONS) == 4
+        gpu, tokens = ledger.source("gpu1"), ledger.source("tok1")
+        assert gpu is not None
+        assert tokens is not None
+        assert (gpu.kind, gpu.metric, gpu.watermark_ms) == (SourceKind.GPU, "", 7_200_000)
+        assert (tokens.kind, tokens.metric) == (SourceKind.TOKENS, "tokens_total")
+        # New sources keep their kind.
+        ledger.bootstrap(SourceRecord("gpu2", {}, "", 3_600_000, 0, 0, True, SourceKind.GPU), {})
+        stored = ledger.source("gpu2")
+        assert stored is not None
+        assert stored.kind is SourceKind.GPU
+    finally:
+        ledger.close()
+    again = Ledger(dsn)  # opening a migrated ledger changes nothing
+    try:
+        assert [s.id for s in again.list_sources()] == ["gpu1", "gpu2", "tok1"]
+    finally:
+        again.close()
