@@ -37,3 +37,9 @@ def test_anchored_increase_sums_by_the_usage_dimensions() -> None:
 
 def test_gauge_integrals_step_at_the_resolution() -> None:
     assert promql.integral("sum(x)", H - 1, 30_000) == "sum_over_time((sum(x))[3599999ms:30000ms])"
+
+
+def test_aggregations() -> None:
+    assert promql.sum_by(["model"], "x") == "sum by (model) (x)"
+    assert promql.count_by(["model", "gpu"], "x") == "count by (model, gpu) (x)"
+    assert promql.range_of("kube_node_labels", 3_599_999) == "kube_node_labels[3599999ms]"

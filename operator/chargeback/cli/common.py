@@ -164,7 +164,7 @@ def settings_options(fields: Iterable[str]) -> Callable[[Any], Any]:
             elif field == "namespaces":
                 option = click.option(name, field, multiple=True, **common)
             else:
-                kind = {"int": int, "float": float}.get(str(info.annotation), str)
+                kind = info.annotation if info.annotation in (int, float) else str
                 option = click.option(name, field, default=info.default, show_default=True,
                                       type=kind, **common)  # fmt: skip
             func = option(func)

@@ -117,7 +117,8 @@ def report(
     Collects, prices and attributes usage, sets it beside GPU costs (cost-to-value) and
     forecasts the next period.
     """
-    infra = settings_from(click.get_current_context(), GPU_SETTINGS).infrastructure()
+    gpu = settings_from(click.get_current_context(), GPU_SETTINGS)
+    infra = gpu.infrastructure()
     report_name, spec, pricing_name = load_report(report_file)
     book_name, book = load_price_book(pricing_file)
     if book_name != pricing_name:
@@ -130,7 +131,8 @@ def report(
     bucket_ms = parse_bucket(bucket)
     if infra is not None and bucket_ms % infra.resolution_ms:
         raise click.BadParameter(f"the bucket ({bucket}) must be a multiple of the GPU "
-                                 "resolution", param_hint="--gpu-resolution")  # fmt: skip
+                                 f"resolution ({gpu.gpu_resolution})",
+                                 param_hint="--gpu-resolution")  # fmt: skip
     prometheus = PrometheusSettings(url=prometheus_url, token_file=token_file, ca_file=ca_file,
                                     verify_tls=not insecure_skip_tls_verify)  # fmt: skip
     period = report_period(spec, at_ms)

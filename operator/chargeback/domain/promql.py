@@ -51,7 +51,7 @@ def unless(left: str, right: str) -> str:
 def anchored_increase(range_selector: str, by: Sequence[str] = ()) -> str:
     """The anchored ``increase()`` (Prometheus 3.7+), summed by ``by`` when given."""
     increase = f"increase({range_selector} anchored)"
-    return f"sum by ({', '.join(by)}) ({increase})" if by else increase
+    return sum_by(by, increase) if by else increase
 
 
 def integral(expr: str, range_ms: int, resolution_ms: int) -> str:
@@ -62,3 +62,13 @@ def integral(expr: str, range_ms: int, resolution_ms: int) -> str:
 def range_of(selector: str, span_ms: int) -> str:
     """``selector[span]`` relative to the evaluation time (range queries)."""
     return f"{selector}[{span_ms}ms]"
+
+
+def sum_by(labels: Sequence[str], expr: str) -> str:
+    """``expr`` summed by ``labels``."""
+    return f"sum by ({', '.join(labels)}) ({expr})"
+
+
+def count_by(labels: Sequence[str], expr: str) -> str:
+    """How many series of ``expr`` there are per ``labels``."""
+    return f"count by ({', '.join(labels)}) ({expr})"

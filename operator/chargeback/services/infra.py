@@ -122,8 +122,8 @@ class InfraCollector:
             for query in (
                 promql.present(promql.range_of(PRESENCE_METRIC, span)),
                 promql.integral(self.source.gpus(), span, resolution),
-                promql.integral(f"sum by (model) ({utilization})", span, resolution),
-                promql.integral(f"count by (model) ({utilization})", span, resolution),
+                promql.integral(promql.sum_by(["model"], utilization), span, resolution),
+                promql.integral(promql.count_by(["model"], utilization), span, resolution),
             )
         )
         present_at = set().union(*(points for points in present.values()))

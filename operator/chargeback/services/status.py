@@ -34,15 +34,18 @@ BLOCKING = (Type.SOURCE_AVAILABLE,)
 """Conditions that make a report not Ready; the others qualify its numbers."""
 
 
+def gaps_message(document: ReportDocument) -> str:
+    """The document's gaps, readably: ``start - end: reason; ...``."""
+    return "; ".join(f"{iso(g.start_ms)} - {iso(g.end_ms)}: {g.reason}" for g in document.gaps)
+
+
 def report_conditions(document: ReportDocument) -> list[Cond]:
     """What a rendered document says about itself, Ready first."""
-    gaps = document.gaps
     data = (
         Cond(Type.DATA_COMPLETE, True, Reason.NO_GAPS)
-        if not gaps
-        else Cond(Type.DATA_COMPLETE, False, Reason.GAPS_RECORDED, "; ".join(
-            f"{iso(g.start_ms)} - {iso(g.end_ms)}: {g.reason}" for g in gaps))
-    )  # fmt: skip
+        if not document.gaps
+        else Cond(Type.DATA_COMPLETE, False, Reason.GAPS_RECORDED, gaps_message(document))
+    )
     unpriced = document.unpriced_tokens
     priced = (
         Cond(Type.PRICED, True, Reason.ALL_USAGE_PRICED)

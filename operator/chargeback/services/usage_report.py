@@ -35,7 +35,13 @@ from chargeback.services.dashboards import DashboardProvisioner
 from chargeback.services.outcome import Event, Failure, Outcome, outcome
 from chargeback.services.pricing import PricingReconciler
 from chargeback.services.report import Rendered, ReportService
-from chargeback.services.status import as_patch, conditions, report_conditions, summarize
+from chargeback.services.status import (
+    as_patch,
+    conditions,
+    gaps_message,
+    report_conditions,
+    summarize,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +139,7 @@ class UsageReportReconciler:
         document = rendered.document
         current = report_conditions(document)
         if document.gaps:
-            events.append(Event(True, Reason.GAPS_RECORDED, current[2].message))
+            events.append(Event(True, Reason.GAPS_RECORDED, gaps_message(document)))
         summary = summarize(document, top_users=checked.spec.top_users, exports=exports,
                             finals=self._finals(key, checked.spec), now_ms=now)  # fmt: skip
         result = summary.model_copy(update={
