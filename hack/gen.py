@@ -57,7 +57,7 @@ def _rows(node: dict[str, Any], path: str, required: bool) -> list[str]:
 
 
 def render_api_doc() -> str:
-    """docs/api.md: every field of both kinds, with constraints and the examples."""
+    """docs/api.md: every field of every kind, with constraints and the examples."""
     out = [
         "# API reference",
         "",
@@ -74,7 +74,8 @@ def render_api_doc() -> str:
         out += ["", f"## {names['kind']}", "", root["description"], ""]
         out += [f"{scope} Printer columns: {columns}.", "", header, "|---|---|---|---|---|"]
         for section in ("spec", "status"):
-            out += _rows(root["properties"][section], section, section == "spec")
+            if section in root["properties"]:
+                out += _rows(root["properties"][section], section, section == "spec")
         for example in sorted((ROOT / "docs" / "examples").glob("*.yaml")):
             if f"kind: {names['kind']}" in example.read_text():
                 out += ["", f"Example (`docs/examples/{example.name}`):", "", "```yaml",

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
+from chargeback.api.common import GROUP, VERSION
 from chargeback.testing.kube import ClusterAccess, ControlPlane, install_crds
 from chargeback.testing.postgres import PostgresServer
 from chargeback.testing.prometheus import PrometheusServer
@@ -58,12 +60,21 @@ def _dns_label(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:40].strip("-")
 
 
+TEST_TENANCY = {"chargeback.dev/test-tenancy": "unrestricted"}
+"""The label of test namespaces: a UsageScope lets their reports see all usage."""
+
+
 @pytest.fixture
 def namespace(api_client: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace named after the test, deleted (with its contents) afterwards."""
+    """A fresh namespace named after the test, deleted (with its contents) afterwards.
+
+    Its reports see all usage (the `chargeback_crds` fixture grants it, as an administrator
+    grants the platform team's namespace); tenancy tests make namespaces of their own.
+    """
     name = f"{_dns_label(request.node.name)}-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(api_client)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    metadata = client.V1ObjectMeta(name=name, labels=TEST_TENANCY)
+    core.create_namespace(client.V1Namespace(metadata=metadata))
     yield name
     core.delete_namespace(name)
 
@@ -101,8 +112,19 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., PrometheusServe
 
 @pytest.fixture(scope="session")
 def chargeback_crds(api_client: client.ApiClient) -> None:
-    """The chargeback CRDs, installed from crds/ into the session's API server."""
+    """The chargeback CRDs, installed from crds/ into the session's API server, and the scope
+    that lets the reports of test namespaces see all usage."""
     install_crds(api_client, ROOT / "crds")
+    spec = {"namespaceSelector": {"matchLabels": TEST_TENANCY}, "unrestricted": True}
+    scope = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "UsageScope",
+             "metadata": {"name": "test-namespaces"}, "spec": spec}  # fmt: skip
+    try:
+        client.CustomObjectsApi(api_client).create_cluster_custom_object(
+            GROUP, VERSION, "usagescopes", scope
+        )
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
 
 
 @dataclass(frozen=True)

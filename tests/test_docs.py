@@ -144,6 +144,7 @@ def test_readme_cluster_commands_as_written(
         assert shell.wait(timeout=120) == 0, (tmp_path / "out.log").read_text()
         out = (tmp_path / "out.log").read_text()
         created = ("tierpricing.chargeback.dev/maas-default", "namespace/chargeback",
+                   "usagescope.chargeback.dev/platform",
                    "usagereport.chargeback.dev/monthly")  # fmt: skip
         for line in (f"{name} created" for name in created):
             assert line in out, out
@@ -161,8 +162,10 @@ def test_readme_cluster_commands_as_written(
         # The operator the block started releases its finalizers, then it is stopped.
         args = (GROUP, VERSION, "chargeback", "usagereports", "monthly")
         _delete(objects.delete_namespaced_custom_object, objects.get_namespaced_custom_object, args)
-        args = (GROUP, VERSION, "tierpricings", "maas-default")
-        _delete(objects.delete_cluster_custom_object, objects.get_cluster_custom_object, args)
+        for plural, name in (("tierpricings", "maas-default"), ("usagescopes", "platform"),
+                             ("usagescopes", "research")):  # fmt: skip
+            args = (GROUP, VERSION, plural, name)
+            _delete(objects.delete_cluster_custom_object, objects.get_cluster_custom_object, args)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(shell.pid, signal.SIGTERM)
         client.CoreV1Api(api_client).delete_namespace("chargeback")

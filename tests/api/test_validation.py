@@ -25,12 +25,16 @@ def example(name: str) -> dict[str, Any]:
     return yaml.safe_load((EXAMPLES / name).read_text())
 
 
+CLUSTER_KINDS = {"TierPricing": "tierpricings", "UsageScope": "usagescopes"}
+
+
 def create(api: client.ApiClient, body: dict[str, Any], namespace: str) -> None:
     objects = client.CustomObjectsApi(api)
-    if body["kind"] == "TierPricing":
+    if body["kind"] in CLUSTER_KINDS:
         objects.create_cluster_custom_object(
-            GROUP, VERSION, "tierpricings", body, dry_run="All", field_validation="Strict"
-        )
+            GROUP, VERSION, CLUSTER_KINDS[body["kind"]], body, dry_run="All",
+            field_validation="Strict",
+        )  # fmt: skip
     else:
         body = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
         objects.create_namespaced_custom_object(
@@ -152,7 +156,28 @@ def test_there_are_at_least_forty_distinct_cases() -> None:
 @pytest.mark.usefixtures("chargeback_crds")
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
 def test_examples_are_accepted(api_client: client.ApiClient, namespace: str, name: str) -> None:
-    create(api_client, example(name), namespace)
+    for document in yaml.safe_load_all((EXAMPLES / name).read_text()):
+        create(api_client, document, namespace)
+
+
+@pytest.mark.usefixtures("chargeback_crds")
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"selector": 'tier="free"'}, "a scope grants namespaces: set namespaces or namespaceSelector"),
+    ({"namespaces": ["a", "a"]}, "Duplicate value"),
+    ({"namespaces": ["Not_A_Namespace"]}, "spec.namespaces[0]"),
+    ({"namespaceSelector": {"matchLabels": {}}}, "spec.namespaceSelector.matchLabels"),
+    ({"namespaceSelector": {"matchLabels": {"k": "not a value"}}}, "spec.namespaceSelector"),
+    ({"namespaces": ["a"], "source": {"metric": "1bad"}}, "spec.source.metric"),
+])  # fmt: skip
+def test_invalid_scopes_are_rejected_with_the_field_named(
+    api_client: client.ApiClient, namespace: str, spec: dict[str, Any], message: str
+) -> None:
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "UsageScope",
+            "metadata": {"name": "bad"}, "spec": spec}  # fmt: skip
+    with pytest.raises(ApiException) as err:
+        create(api_client, body, namespace)
+    assert err.value.status in (400, 422)
+    assert message in json.loads(err.value.body)["message"]
 
 
 @pytest.mark.usefixtures("chargeback_crds")

@@ -6,6 +6,8 @@ import datetime as dt
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,23 @@ class Operator:
     settings: OperatorSettings
     metrics_url: str
     ledger_dsn: str
+    token: str
+    """A token allowed everything (the cluster admin's), for the guarded endpoint."""
+
+    def get(self, path: str, token: str | None = None) -> tuple[int, str]:
+        """GET ``path`` from the operator's endpoint with ``token`` (default: the admin's)."""
+        return http_get(f"{self.metrics_url}{path}", self.token if token is None else token)
+
+
+def http_get(url: str, token: str = "") -> tuple[int, str]:
+    """Status and body of a GET, with a bearer token when one is given."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
 
 
 @pytest.fixture
@@ -67,7 +86,7 @@ def operator(
     thread = threading.Thread(target=operate, name="operator", daemon=True)
     thread.start()
     try:
-        yield Operator(settings, f"http://127.0.0.1:{port}", dsn)
+        yield Operator(settings, f"http://127.0.0.1:{port}", dsn, cluster.admin_token)
     finally:
         stop.set()
         thread.join(timeout=60)

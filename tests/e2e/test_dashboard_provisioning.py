@@ -116,7 +116,9 @@ def test_billing_panels_equal_the_report(
         pricing_body(pricing, PRICES)["spec"]), SourceSpec(), "authorized_hits")  # fmt: skip
     queries = {title: expr.replace("$report", report) for title, expr in panel_queries(board)}
     target = operator.metrics_url.removeprefix("http://")
-    with PrometheusServer(tmp_path / "scraper", scrape_targets=[target]) as scraper:
+    with PrometheusServer(
+        tmp_path / "scraper", scrape_targets=[target], scrape_token=operator.token
+    ) as scraper:
 
         def shown(title: str) -> float | None:
             result = scraper.query(queries[title])

@@ -6,8 +6,6 @@ This module is that module: it registers a `totals` format, and the format appea
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,14 +38,6 @@ def totals_format() -> Iterator[Format]:
     formats.unregister(TOTALS.name)
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def test_a_registered_format_appears_in_the_cli_the_endpoint_and_the_exports(
     totals_format: Format, operator: Operator, live: Live, api_client: client.ApiClient,
     namespace: str, tmp_path: Path,
@@ -70,10 +60,10 @@ def test_a_registered_format_appears_in_the_cli_the_endpoint_and_the_exports(
     assert export.data["report.totals"] == expected
 
     # The endpoint serves it, for the finalised period and as the period last rendered.
-    base = f"{operator.metrics_url}/reports/{namespace}/totals"
-    assert _get(f"{base}/{_iso(start)}.totals") == (200, expected)
-    assert _get(f"{base}/current.totals") == (200, expected)
-    assert _get(f"{base}/current.nosuchformat")[0] == 404
+    base = f"/reports/{namespace}/totals"
+    assert operator.get(f"{base}/{_iso(start)}.totals") == (200, expected)
+    assert operator.get(f"{base}/current.totals") == (200, expected)
+    assert operator.get(f"{base}/current.nosuchformat")[0] == 404
 
     # The CLI offers it, and renders the same text from Prometheus without a cluster.
     pricing_file, report_file = tmp_path / "pricing.yaml", tmp_path / "report.yaml"

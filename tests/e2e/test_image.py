@@ -31,6 +31,7 @@ from tests.e2e.conftest import (
     VERSION,
     Live,
     exported_document,
+    http_get,
     local_zone_near_midday,
     wait_for,
     wait_ready,
@@ -147,11 +148,12 @@ def container(
     print((logs.stdout + logs.stderr)[-5000:])  # shown by pytest when the test failed
 
 
-def _reconciled(port: str, namespace: str) -> bool:
+def _reconciled(port: str, namespace: str, token: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text: str = response.read().decode()
+        code, text = http_get(f"http://127.0.0.1:{port}/metrics", token)
     except OSError:
+        return False
+    if code != 200:
         return False
     return any(line.startswith("chargeback_report_tokens{") and f'namespace="{namespace}"' in line
                for line in text.splitlines())  # fmt: skip
@@ -168,7 +170,7 @@ def _stop(name: str) -> tuple[float, int]:
 @pytest.mark.slow
 def test_image_runs_the_operator_as_the_chart_does(
     container: list[str], live: Live, api_client: client.ApiClient, namespace: str,
-    chargeback_crds: None, ledger_volume: Path,
+    chargeback_crds: None, ledger_volume: Path, cluster: ClusterAccess,
 ) -> None:  # fmt: skip
     name = container[container.index("--name") + 1]
     podman(*container)
@@ -201,7 +203,8 @@ def test_image_runs_the_operator_as_the_chart_does(
     port = next(a for a in container if a.startswith("--env=CHARGEBACK_METRICS_PORT=")).split("=")[
         -1
     ]
-    wait_for(lambda: _reconciled(port, namespace), timeout=120, what="reconcile after restart")
+    wait_for(lambda: _reconciled(port, namespace, cluster.admin_token), timeout=120,
+             what="reconcile after restart")  # fmt: skip
     report = wait_ready(api_client, namespace, "daily", timeout=180)
     assert report["status"]["totals"] == live_totals(
         live, exported_document(api_client, namespace, report)

@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import subprocess
 import time
-import urllib.request
 import uuid
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
@@ -169,8 +168,8 @@ def test_operator_end_to_end(
     assert cost in table
 
     # Metrics carry the same numbers.
-    with urllib.request.urlopen(f"{operator.metrics_url}/metrics", timeout=10) as response:  # noqa: S310
-        exposition = response.read().decode()
+    code, exposition = operator.get("/metrics")
+    assert code == 200
     assert (
         f'chargeback_report_unpriced_tokens{{namespace="{namespace}",report="daily"}} 0.0'
         in exposition
@@ -335,22 +334,22 @@ def test_api_server_restart_and_http_exports(
     assert after["status"]["totals"]["tokens"] == hand_cost(live, start, end, [(0, PRICES)])[0]
 
     # The finalised period is served over HTTP, identical to its ConfigMap export.
-    url = f"{operator.metrics_url}/reports/{namespace}/after/{_iso(start)}.json"
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310
-        served = response.read().decode()
+    code, served = operator.get(f"/reports/{namespace}/after/{_iso(start)}.json")
+    assert code == 200
     config_map = client.CoreV1Api(api_client).read_namespaced_config_map(
         after["status"]["exports"][0], namespace
     )
     assert served == config_map.data["report.json"]
     assert json.loads(served)["finalized"] is True
-    current = f"{operator.metrics_url}/reports/{namespace}/after/current.csv"
-    with urllib.request.urlopen(current, timeout=10) as response:  # noqa: S310
-        assert response.read().decode() == config_map.data["report.csv"]
+    assert operator.get(f"/reports/{namespace}/after/current.csv") == (
+        200,
+        config_map.data["report.csv"],
+    )
 
 
-def _reconciles(metrics_url: str) -> float:
-    with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=10) as response:  # noqa: S310
-        text = response.read().decode()
+def _reconciles(operator: Operator) -> float:
+    code, text = operator.get("/metrics")
+    assert code == 200, text
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
@@ -374,7 +373,7 @@ def test_steady_state_writes_no_status(
 
     def quiet_window() -> tuple[float, float] | None:
         version = get_report(api_client, namespace, "steady")["metadata"]["resourceVersion"]
-        before = _reconciles(operator.metrics_url)
+        before = _reconciles(operator)
         deadline = time.monotonic() + window
         while time.monotonic() < deadline:
             time.sleep(0.5)
@@ -383,7 +382,7 @@ def test_steady_state_writes_no_status(
                 != version
             ):
                 return None
-        return before, _reconciles(operator.metrics_url)
+        return before, _reconciles(operator)
 
     # The first refreshes finalise the previous day; after that nothing changes.
     before, after = wait_for(quiet_window, timeout=120, what="five refreshes without a write")

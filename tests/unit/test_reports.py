@@ -217,6 +217,7 @@ def test_a_stored_document_reads_back_to_the_same_renditions(
                        gaps=[Gap(HOUR, 2 * HOUR, "scrape gap")], top_n=3),
         finalized=finalized, cost_to_value={"available": False, "reason": "GPU costs off"},
         forecast=forecast,
+        scope=("team-a", 'tier="premium"') if finalized else None,
     )  # fmt: skip
     stored = json_document.render(doc)
     back = json_document.parse(stored)

@@ -16,3 +16,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/name: chargeback-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
+
+{{/* The Secret holding the serving certificate, empty for plain HTTP. */}}
+{{- define "chargeback.tlsSecret" -}}
+{{- if .Values.http.tls.secretName -}}
+{{ .Values.http.tls.secretName }}
+{{- else if .Values.http.tls.openshiftServingCert -}}
+{{ include "chargeback.name" . }}-tls
+{{- end -}}
+{{- end }}

@@ -3,23 +3,33 @@
 `/reports/<namespace>/<name>/<period-start>.<format>` serves finalised documents from the
 ledger; `/reports/<namespace>/<name>/current.<format>` the open period as last rendered. Every
 format registered in ``domain/formats`` is served.
+
+Everything but the probes (`/healthz`, `/readyz`) needs a bearer token when a guard is given:
+401 without a valid one, 403 when Kubernetes RBAC does not allow ``get`` on that UsageReport
+(exports) or on the non-resource URL ``/metrics``, 503 when the API server cannot tell. With a
+certificate and key the endpoint speaks TLS only. Idle connections are closed after 30 s.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chargeback.adapters import metrics
+from chargeback.adapters.kube_auth import Access, AuthUnavailable, User
 from chargeback.domain import formats
 from chargeback.domain.buckets import to_ms
 
 _REPORT = re.compile(r"^/reports/([a-z0-9-]+)/([a-z0-9.-]+)/([0-9TZ:-]+|current)\.([a-z0-9]+)$")
+PROBES = frozenset({"/healthz", "/readyz"})
+IDLE_TIMEOUT_S = 30.0
 
 
 class Renditions(Protocol):
@@ -42,51 +52,115 @@ class ReportStore(Protocol):
         ...
 
 
-def serve(port: int, reports: ReportStore) -> ThreadingHTTPServer:
+class Guard(Protocol):
+    """Who is asking (bearer token), and whether they may have what they ask for."""
+
+    def authenticate(self, token: str) -> User | None:
+        """The token's user, None when it is not valid."""
+        ...
+
+    def allowed(self, user: User, access: Access) -> bool:
+        """Whether ``user`` may have ``access``."""
+        ...
+
+
+def _access(path: str) -> Access:
+    """What a path asks for (reports by their namespace and name; anything else by path)."""
+    match = _REPORT.match(path)
+    return Access(match[1], match[2]) if match else Access(path=path)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Requests to the endpoint; ``reports`` and ``guard`` are set per server by :func:`serve`."""
+
+    reports: ReportStore
+    guard: Guard | None = None
+    timeout = IDLE_TIMEOUT_S
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path in PROBES:
+            self._reply(200, b"ok\n", "text/plain")
+        elif self.guard is None or self._authorized(path):
+            self._route(path)
+
+    def _authorized(self, path: str) -> bool:
+        guard = self.guard
+        assert guard is not None  # noqa: S101 - checked by the caller
+        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+        try:
+            user = guard.authenticate(token.strip()) if scheme == "Bearer" else None
+            if user is None:
+                self._reply(401, b"a valid bearer token is required\n", "text/plain")
+                return False
+            if not guard.allowed(user, _access(path)):
+                self._reply(403, f"{user.name} may not get {path}\n".encode(), "text/plain")
+                return False
+        except AuthUnavailable as exc:
+            self._reply(503, f"cannot check access: {exc}\n".encode(), "text/plain")
+            return False
+        return True
+
+    def _route(self, path: str) -> None:
+        if path == "/metrics":
+            self._reply(200, generate_latest(metrics.REGISTRY), CONTENT_TYPE_LATEST)
+        elif match := _REPORT.match(path):
+            self._report(*match.groups())
+        else:
+            self._reply(404, b"not found\n", "text/plain")
+
+    def _report(self, namespace: str, name: str, start: str, fmt: str) -> None:
+        if fmt not in formats.names():
+            self._reply(404, f"no format {fmt}\n".encode(), "text/plain")
+            return
+        key = f"{namespace}/{name}"
+        if start == "current":
+            found = self.reports.current(key)
+            missing = b"no open period rendered yet\n"
+        else:
+            try:
+                start_ms = to_ms(dt.datetime.fromisoformat(start))
+            except ValueError:
+                self._reply(400, b"period start must be ISO 8601 with a zone\n", "text/plain")
+                return
+            found = self.reports.final(key, start_ms)
+            missing = b"no finalised document for that period\n"
+        if found is None:
+            self._reply(404, missing, "text/plain")
+            return
+        self._reply(200, found.text(fmt).encode(), formats.get(fmt).media_type)
+
+    def _reply(self, code: int, payload: bytes, kind: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(payload)))
+        if code == 401:
+            self.send_header("WWW-Authenticate", 'Bearer realm="chargeback-operator"')
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def serve(
+    port: int,
+    reports: ReportStore,
+    *,
+    guard: Guard | None = None,
+    tls: tuple[Path, Path] | None = None,
+    host: str = "0.0.0.0",  # noqa: S104 - a pod's metrics port
+) -> ThreadingHTTPServer:
     """Start the server in a daemon thread; return it (call shutdown() to stop)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/metrics":
-                self._reply(200, generate_latest(metrics.REGISTRY), CONTENT_TYPE_LATEST)
-            elif self.path in ("/healthz", "/readyz"):
-                self._reply(200, b"ok\n", "text/plain")
-            elif match := _REPORT.match(self.path):
-                self._report(*match.groups())
-            else:
-                self._reply(404, b"not found\n", "text/plain")
-
-        def _report(self, namespace: str, name: str, start: str, fmt: str) -> None:
-            if fmt not in formats.names():
-                self._reply(404, f"no format {fmt}\n".encode(), "text/plain")
-                return
-            key = f"{namespace}/{name}"
-            if start == "current":
-                found = reports.current(key)
-                missing = b"no open period rendered yet\n"
-            else:
-                try:
-                    start_ms = to_ms(dt.datetime.fromisoformat(start))
-                except ValueError:
-                    self._reply(400, b"period start must be ISO 8601 with a zone\n", "text/plain")
-                    return
-                found = reports.final(key, start_ms)
-                missing = b"no finalised document for that period\n"
-            if found is None:
-                self._reply(404, missing, "text/plain")
-                return
-            self._reply(200, found.text(fmt).encode(), formats.get(fmt).media_type)
-
-        def _reply(self, code: int, payload: bytes, kind: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)  # noqa: S104 - a pod's metrics port
+    handler = type("Handler", (_Handler,), {"reports": reports, "guard": guard})
+    server = ThreadingHTTPServer((host, port), handler)
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(str(tls[0]), str(tls[1]))
+        # The handshake happens on the handler's thread (first read), not in accept().
+        server.socket = context.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
     threading.Thread(target=server.serve_forever, daemon=True, name="http").start()
     return server

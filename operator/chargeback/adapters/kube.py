@@ -74,3 +74,28 @@ def object_uid(api: client.ApiClient, plural: str, name: str) -> str | None:
             return None
         raise
     return str(body["metadata"]["uid"])
+
+
+def usage_scopes(api: client.ApiClient) -> list[tuple[str, dict[str, Any]]]:
+    """Every UsageScope: (name, spec); none when the CRD is not installed."""
+    try:
+        listed = cast(dict[str, Any], client.CustomObjectsApi(api).list_cluster_custom_object(
+            GROUP, VERSION, "usagescopes"
+        ))  # fmt: skip
+    except ApiException as exc:
+        if exc.status == 404:
+            return []
+        raise
+    return [(item["metadata"]["name"], item.get("spec") or {}) for item in listed["items"]]
+
+
+def namespace_labels(api: client.ApiClient, name: str) -> dict[str, str]:
+    """The labels of a namespace (empty when it is gone)."""
+    try:
+        namespace = client.CoreV1Api(api).read_namespace(name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return {}
+        raise
+    metadata = namespace.metadata
+    return dict(metadata.labels or {}) if metadata is not None else {}

@@ -15,11 +15,12 @@ from pydantic import BaseModel
 from chargeback.api.common import GROUP, VERSION
 from chargeback.api.pricing import TierPricingSpec, TierPricingStatus
 from chargeback.api.report import UsageReportSpec, UsageReportStatus
+from chargeback.api.scope import UsageScopeSpec, UsageScopeStatus
 
 _KEEP = {
     "type", "description", "properties", "required", "items", "enum", "pattern", "format",
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",
-    "minItems", "maxItems", "default",
+    "minItems", "maxItems", "default", "minProperties", "maxProperties",
 }  # fmt: skip
 
 REPORT_RULES: list[dict[str, str]] = [
@@ -79,6 +80,13 @@ def _convert(
             out[key] = {name: _convert(sub, defs) for name, sub in value.items()}
         elif key == "items":
             out[key] = _convert(value, defs)
+        elif key == "additionalProperties" and isinstance(value, dict):
+            # A map (e.g. matchLabels): its values' schema, or the API server prunes the entries.
+            out[key] = _convert(value, defs)
+        elif key == "patternProperties" and len(value) == 1:
+            # Structural schemas have no patternProperties: the values' schema stays, the keys'
+            # pattern is checked by the operator (a key no label can have matches nothing).
+            out["additionalProperties"] = _convert(next(iter(value.values())), defs)
         elif _kept(key, value):
             out[key] = value
     if out.get("type") == "integer":
@@ -101,9 +109,17 @@ def _crd(
     scope: str,
     description: str,
     spec: dict[str, Any],
-    status: dict[str, Any],
+    status: dict[str, Any] | None,
     columns: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "apiVersion": {"type": "string", "description": "API version."},
+        "kind": {"type": "string", "description": "Kind."},
+        "metadata": {"type": "object"},
+        "spec": spec,
+    }
+    if status is not None:
+        properties["status"] = status
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -124,20 +140,14 @@ def _crd(
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    "subresources": {"status": {}} if status is not None else {},
                     "additionalPrinterColumns": columns,
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
                             "description": description,
                             "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string", "description": "API version."},
-                                "kind": {"type": "string", "description": "Kind."},
-                                "metadata": {"type": "object"},
-                                "spec": spec,
-                                "status": status,
-                            },
+                            "properties": properties,
                         }
                     },
                 }
@@ -205,9 +215,42 @@ def usage_report_crd() -> dict[str, Any]:
     )  # fmt: skip
 
 
+SCOPE_RULES: list[dict[str, str]] = [
+    {
+        "rule": "(has(self.namespaces) && size(self.namespaces) > 0) || "
+        "has(self.namespaceSelector)",
+        "message": "a scope grants namespaces: set namespaces or namespaceSelector",
+    },
+]
+
+
+def usage_scope_crd() -> dict[str, Any]:
+    """The UsageScope CRD."""
+    return _crd(
+        kind="UsageScope",
+        plural="usagescopes",
+        short=["us"],
+        scope="Cluster",
+        description="Which usage the UsageReports of some namespaces may see: one source, "
+        "narrowed by label matchers ANDed into every report's selector. Cluster "
+        "administrators grant it.",
+        spec=structural(UsageScopeSpec, SCOPE_RULES),
+        status=structural(UsageScopeStatus),
+        columns=[
+            {"name": "Selector", "type": "string", "jsonPath": ".spec.selector",
+             "description": "Matchers ANDed into the reports' selectors."},
+            {"name": "Unrestricted", "type": "boolean", "jsonPath": ".spec.unrestricted",
+             "description": "Whether the namespaces see all usage."},
+            READY_COLUMN,
+            AGE_COLUMN,
+        ],
+    )  # fmt: skip
+
+
 def all_crds() -> dict[str, dict[str, Any]]:
     """File name -> CRD, for ``make crds``."""
     return {
         f"{GROUP}_tierpricings.yaml": tier_pricing_crd(),
         f"{GROUP}_usagereports.yaml": usage_report_crd(),
+        f"{GROUP}_usagescopes.yaml": usage_scope_crd(),
     }

@@ -6,6 +6,7 @@ gets a :class:`ReportService` from :func:`report_service`. Tests build the same 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,11 +14,22 @@ from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from typing import Any
 
+from pydantic import ValidationError
+
 from chargeback.adapters.httpserver import serve
-from chargeback.adapters.kube import default_client, openshift_groups, service_address
+from chargeback.adapters.kube import (
+    default_client,
+    namespace_labels,
+    openshift_groups,
+    service_address,
+    usage_scopes,
+)
+from chargeback.adapters.kube_auth import KubernetesAuth
 from chargeback.adapters.ledger import Ledger, LedgerError
 from chargeback.adapters.pricing_ledger import PricingLedger
 from chargeback.adapters.prometheus import PrometheusClient, PrometheusSettings
+from chargeback.api.base import problems
+from chargeback.api.scope import UsageScopeSpec
 from chargeback.app.settings import OperatorSettings
 from chargeback.domain.infra import InfraSource
 from chargeback.services.collect import Collector, CollectorSettings
@@ -25,7 +37,25 @@ from chargeback.services.dashboards import DashboardProvisioner
 from chargeback.services.infra import InfraCollector
 from chargeback.services.pricing import PricingReconciler
 from chargeback.services.report import ReportService
-from chargeback.services.usage_report import UsageReportReconciler
+from chargeback.services.scope import ScopeReconciler
+from chargeback.services.usage_report import Tenancy, UsageReportReconciler
+
+log = logging.getLogger(__name__)
+
+
+def scopes_of(items: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, UsageScopeSpec]]:
+    """Valid UsageScopes by name.
+
+    The API server validated them; a stored one that no longer validates grants nothing, and is
+    logged.
+    """
+    valid = []
+    for name, spec in items:
+        try:
+            valid.append((name, UsageScopeSpec.model_validate(spec)))
+        except ValidationError as exc:
+            log.warning("Ignored UsageScope %s: %s", name, problems(exc, "spec."))
+    return valid
 
 
 def now_ms() -> int:
@@ -38,15 +68,19 @@ class Operator:
     """What the operator holds for its lifetime."""
 
     settings: OperatorSettings
+    api: Any
     prometheus: PrometheusClient
     ledger: Ledger
     pricing: PricingReconciler
     reports: UsageReportReconciler
+    scopes: ScopeReconciler
     server: ThreadingHTTPServer | None = None
 
     def serve(self) -> None:
-        """Start the HTTP endpoint (metrics, health, exports)."""
-        self.server = serve(self.settings.metrics_port, self.reports)
+        """Start the HTTP endpoint (metrics, health, exports), guarded unless switched off."""
+        guard = KubernetesAuth(self.api) if self.settings.http_auth else None
+        self.server = serve(self.settings.metrics_port, self.reports, guard=guard,
+                            tls=self.settings.tls)  # fmt: skip
 
     def close(self) -> None:
         """Stop the endpoint and release connections."""
@@ -133,7 +167,12 @@ def build_operator(
         prices=pricing,
         dashboards=DashboardProvisioner(api, settings.dashboards(), infra),
         groups=lambda: openshift_groups(api),
+        tenancy=Tenancy(
+            scopes=lambda: scopes_of(usage_scopes(api)),
+            namespace_labels=lambda name: namespace_labels(api, name),
+            unrestricted=settings.unrestricted_namespaces,
+        ),
         history_days=settings.history_days,
         clock=clock,
     )
-    return Operator(settings, prometheus, ledger, pricing, reports)
+    return Operator(settings, api, prometheus, ledger, pricing, reports, ScopeReconciler(clock))

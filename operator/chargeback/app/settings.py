@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chargeback.adapters.dashboards import DashboardSettings
@@ -53,6 +53,18 @@ class OperatorSettings(BaseSettings):
     """How often each report is refreshed (and collected)."""
     metrics_port: int = Field(8080, ge=0, le=65535)
     """Port of /metrics, /healthz and /reports."""
+    http_auth: bool = True
+    """Require a bearer token on /metrics and /reports, checked with TokenReview and
+    SubjectAccessReview (get on the UsageReport; get on the /metrics URL)."""
+    tls_cert_file: str = ""
+    """Serve /metrics and /reports over TLS with this certificate (and --tls-key-file)."""
+    tls_key_file: str = ""
+    """The private key of --tls-cert-file."""
+    admin_namespaces: str = ""
+    """Namespaces (separated by spaces) whose reports see all usage without a UsageScope; the
+    operator's own namespace always does."""
+    pod_namespace: str = Field("", validation_alias="POD_NAMESPACE")
+    """The operator's own namespace (set by Kubernetes in the chart's Deployment)."""
     history_days: int = Field(62, ge=0, le=3660)
     """How far back a newly referenced source's history starts."""
     namespaces: str = ""
@@ -96,6 +108,19 @@ class OperatorSettings(BaseSettings):
         _pair(value)
         return value
 
+    @model_validator(mode="after")
+    def _tls_pair(self) -> OperatorSettings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        return self
+
+    @property
+    def tls(self) -> tuple[Path, Path] | None:
+        """The serving certificate and key, when TLS is configured."""
+        if not self.tls_cert_file:
+            return None
+        return Path(self.tls_cert_file), Path(self.tls_key_file)
+
     @property
     def bucket_ms(self) -> int:
         """The bucket size in milliseconds."""
@@ -105,6 +130,11 @@ class OperatorSettings(BaseSettings):
     def ledger_dsn(self) -> str:
         """The ledger's SQLAlchemy URL."""
         return self.ledger or f"sqlite:///{self.data_dir / 'ledger.db'}"
+
+    @property
+    def unrestricted_namespaces(self) -> frozenset[str]:
+        """Namespaces whose reports see everything: the operator's own and the admins'."""
+        return frozenset([*self.admin_namespaces.split(), *filter(None, [self.pod_namespace])])
 
     @property
     def watched_namespaces(self) -> list[str]:

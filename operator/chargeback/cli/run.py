@@ -17,8 +17,9 @@ import click
 from chargeback.app.settings import OperatorSettings
 from chargeback.cli.common import settings_from, settings_options
 
-SETTINGS = tuple(f for f in OperatorSettings.model_fields if f != "data_dir")
-"""Every setting but the image's data directory (environment only) is a flag."""
+SETTINGS = tuple(f for f in OperatorSettings.model_fields if f not in ("data_dir", "pod_namespace"))
+"""Every setting is a flag, but the image's data directory and the pod's namespace (environment
+only: facts of the deployment)."""
 
 
 @click.command()

@@ -20,6 +20,7 @@ class Type(StrEnum):
     PRICED = "Priced"
     COST_TO_VALUE = "CostToValue"
     FORECAST = "Forecast"
+    AUTHORIZED = "Authorized"
 
 
 class Reason(StrEnum):
@@ -39,6 +40,12 @@ class Reason(StrEnum):
     UNPRICED_USAGE = "UnpricedUsage"
     COMPUTED = "Computed"
     UNAVAILABLE = "Unavailable"
+    GRANTED = "Granted"
+    VALID = "Valid"
+    NO_SCOPE = "NoScope"
+    SCOPE_CONFLICT = "ScopeConflict"
+    SOURCE_NOT_ALLOWED = "SourceNotAllowed"
+    INVALID_SCOPE = "InvalidScope"
     # Reasons of events only
     SOURCE_UNAVAILABLE = "SourceUnavailable"
     FINALIZED = "Finalized"

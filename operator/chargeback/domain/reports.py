@@ -74,6 +74,8 @@ class ReportDocument:
     """Revenue beside infrastructure cost (``services/value.py``)."""
     forecast: ForecastSection | None = None
     """Next period's usage forecast (``services/value.py``)."""
+    scope: tuple[str, str] | None = None
+    """(name, matchers) of the UsageScope the usage was limited by; None: not limited."""
     tokens: int = field(init=False)
     cost: Decimal = field(init=False)
     unpriced_tokens: int = field(init=False)
@@ -138,6 +140,11 @@ class ReportDocument:
                 for g in self.gaps
             ],
             "pricingVersions": list(self.pricing_versions),
+            **(
+                {}
+                if self.scope is None
+                else {"scope": {"name": self.scope[0], "selector": self.scope[1]}}
+            ),
             **({} if self.cost_to_value is None else {"costToValue": self.cost_to_value}),
             **({} if self.forecast is None else {"forecast": self.forecast}),
             "lines": [
@@ -178,6 +185,7 @@ class ReportDocument:
             data_through_ms=_ms(data["dataThrough"]),
             finalized=data["finalized"],
             top_n=max(len(data["topUsersByCost"]), 1),
+            scope=(data["scope"]["name"], data["scope"]["selector"]) if "scope" in data else None,
             cost_to_value=data.get("costToValue"),
             forecast=data.get("forecast"),
         )

@@ -97,6 +97,19 @@ def reconcile_report(
     _raise_failure(outcome, operator.settings.refresh_seconds)
 
 
+def reconcile_scope(
+    *, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch,
+    memo: kopf.Memo, **_: Any,
+) -> None:  # fmt: skip
+    """Say in the scope's status whether it can grant what it says."""
+    operator: Operator = memo.operator
+    started = time.monotonic()
+    outcome = operator.scopes.reconcile(dict(spec), meta.get("generation", 0), dict(status))
+    patch.status.update(outcome.status)
+    report_metrics.reconciled("UsageScope", outcome.ready, time.monotonic() - started)
+    _raise_failure(outcome, operator.settings.refresh_seconds)
+
+
 def forget_report(*, name: str, namespace: str | None, **_: Any) -> None:
     """Exports go with their owner (ownerReferences); finalised documents stay in the ledger."""
     report_metrics.forget(namespace or "", name)
@@ -117,7 +130,8 @@ def registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     kopf.on.login(registry=reg)(login)
     kopf.on.cleanup(registry=reg)(cleanup)
     for plural, handler in (("tierpricings", reconcile_pricing),
-                            ("usagereports", reconcile_report)):  # fmt: skip
+                            ("usagereports", reconcile_report),
+                            ("usagescopes", reconcile_scope)):  # fmt: skip
         kopf.on.resume(GROUP, VERSION, plural, registry=reg)(handler)
         kopf.on.create(GROUP, VERSION, plural, registry=reg)(handler)
         kopf.on.update(GROUP, VERSION, plural, registry=reg)(handler)

@@ -74,6 +74,7 @@ class ReportService:
         period: Period | None = None,
         groups: Mapping[str, list[str]] | None = None,
         history_start_ms: int | None = None,
+        scope: tuple[str, str] | None = None,
     ) -> Rendered:
         """The document of ``period`` (default: the period the report shows at ``now_ms``).
 
@@ -117,7 +118,8 @@ class ReportService:
             and settled >= period.end_ms
         )
         forecast = self.value.forecast(source_id, spec, period, collected.watermark_ms)
-        document = replace(document, finalized=final, cost_to_value=value, forecast=forecast)
+        document = replace(document, finalized=final, cost_to_value=value, forecast=forecast,
+                           scope=scope)  # fmt: skip
         rendered = Rendered(period, document, final, collected)
         return self._finalize(report, rendered, now_ms) if final else rendered
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +21,15 @@ from chargeback.adapters.exports import Owner, write_export
 from chargeback.adapters.prometheus import PrometheusError
 from chargeback.api.base import problems
 from chargeback.api.report import PeriodSummary, UsageReportSpec, UsageReportStatus
-from chargeback.api.source import DEFAULT_METRICS
+from chargeback.api.scope import UsageScopeSpec
+from chargeback.api.source import DEFAULT_METRICS, SourceSpec
 from chargeback.domain.buckets import DAY_MS
 from chargeback.domain.conditions import Cond, Reason, Type
 from chargeback.domain.money import format_money
 from chargeback.domain.periods import Period, is_final, previous_period, report_period
 from chargeback.domain.pricing import PriceBook
 from chargeback.domain.reports import iso
+from chargeback.domain.scopes import Denied, Grant, authorize
 from chargeback.domain.selectors import SelectorError, parse_selector
 from chargeback.services import report_metrics
 from chargeback.services.collect import CollectError
@@ -49,11 +51,29 @@ Groups = Callable[[], dict[str, list[str]] | None]
 
 
 @dataclass(frozen=True)
+class Tenancy:
+    """Where the reconciler learns which usage a namespace may see."""
+
+    scopes: Callable[[], Sequence[tuple[str, UsageScopeSpec]]]
+    namespace_labels: Callable[[str], Mapping[str, str]]
+    unrestricted: frozenset[str] = frozenset()
+    """Namespaces that see all usage without a scope (the operator's own, the admins')."""
+
+    def authorize(self, namespace: str, source: SourceSpec) -> Grant | Denied:
+        """The source a report in ``namespace`` may read (scopes read now)."""
+        if namespace in self.unrestricted:
+            return authorize(source, namespace, {}, [], self.unrestricted)
+        labels = self.namespace_labels(namespace)
+        return authorize(source, namespace, labels, self.scopes(), self.unrestricted)
+
+
+@dataclass(frozen=True)
 class Checked:
-    """A report that can run: its parsed spec and prices."""
+    """A report that can run: its parsed spec (with the source it may read) and prices."""
 
     spec: UsageReportSpec
     book: PriceBook
+    grant: Grant | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +95,7 @@ class UsageReportReconciler:
         prices: PricingReconciler,
         dashboards: DashboardProvisioner,
         groups: Groups,
+        tenancy: Tenancy,
         history_days: int,
         clock: Callable[[], int],
     ) -> None:
@@ -83,6 +104,7 @@ class UsageReportReconciler:
         self.prices = prices
         self.dashboards = dashboards
         self.groups = groups
+        self.tenancy = tenancy
         self.history_days = history_days
         self.clock = clock
         self.latest: dict[str, Rendered] = {}
@@ -119,6 +141,11 @@ class UsageReportReconciler:
                 Failure.PERMANENT)  # fmt: skip
             return _failed(status, generation, now, failure=kind, reason=checked.reason,
                            message=checked.message)  # fmt: skip
+        grant = self.tenancy.authorize(namespace, checked.spec.source)
+        if isinstance(grant, Denied):
+            return _unauthorized(status, generation, now, grant)
+        checked = Checked(checked.spec.model_copy(update={"source": grant.source}), checked.book,
+                          grant)  # fmt: skip
         key = f"{owner.namespace}/{owner.name}"
         try:
             finalized, rendered = self._render(key, owner, checked, now)
@@ -137,7 +164,7 @@ class UsageReportReconciler:
         self.latest[key] = rendered
         events += self._provision(key, checked, rendered)
         document = rendered.document
-        current = report_conditions(document)
+        current = [*report_conditions(document), _authorized(grant)]
         if document.gaps:
             events.append(Event(True, Reason.GAPS_RECORDED, gaps_message(document)))
         summary = summarize(document, top_users=checked.spec.top_users, exports=exports,
@@ -155,6 +182,8 @@ class UsageReportReconciler:
         """Finalise the previous period if it is due, and render the one shown now."""
         spec, book = checked.spec, checked.book
         groups = self.groups() if spec.attribution.openshift_groups else None
+        grant = checked.grant
+        scope = (grant.scope, grant.selector) if grant is not None and grant.scope else None
         period = report_period(spec, now)
         # One history start for every report of a source, whichever is reconciled first.
         history = min(_history_start(spec, period), now - self.history_days * DAY_MS)
@@ -163,12 +192,14 @@ class UsageReportReconciler:
             previous = _previous(spec, period, now)
             if previous is not None and not self.reports.is_final(key, previous.start_ms):
                 done = self.reports.render(key, spec, book, now_ms=now, period=previous,
-                                           groups=groups, history_start_ms=history)  # fmt: skip
+                                           groups=groups, history_start_ms=history,
+                                           scope=scope)  # fmt: skip
                 if done.finalized:
                     write_export(self.api, owner, iso(previous.start_ms), done.renditions())
                     finalized.append(done)
             rendered = self.reports.render(key, spec, book, now_ms=now, period=period,
-                                           groups=groups, history_start_ms=history)  # fmt: skip
+                                           groups=groups, history_start_ms=history,
+                                           scope=scope)  # fmt: skip
         return finalized, rendered
 
     def _provision(self, key: str, checked: Checked, rendered: Rendered) -> list[Event]:
@@ -248,6 +279,31 @@ def _failed(
     )
     events = [Event(True, event or reason, message)]
     return outcome(current, as_patch(status), events=events, failure=failure, message=message)
+
+
+def _authorized(grant: Grant) -> Cond:
+    if grant.scope is None:
+        message = "an administrators' namespace: all usage"
+    elif grant.selector:
+        message = f"UsageScope {grant.scope}: usage where {grant.selector}"
+    else:
+        message = f"UsageScope {grant.scope}: all usage of its source"
+    return Cond(Type.AUTHORIZED, True, Reason.GRANTED, message)
+
+
+def _unauthorized(current: Mapping[str, Any], generation: int, now: int, denied: Denied) -> Outcome:
+    """Authorized False, and a summary that shows nothing (what was shown before is withdrawn)."""
+    computed = [
+        Cond(Type.READY, False, denied.reason, denied.message),
+        Cond(Type.AUTHORIZED, False, denied.reason, denied.message),
+    ]
+    status = UsageReportStatus(
+        observed_generation=generation,
+        conditions=conditions(current.get("conditions") or [], computed, now, generation),
+    )
+    events = [Event(True, denied.reason, denied.message)]
+    return outcome(current, _full_patch(status), events=events, failure=Failure.TEMPORARY,
+                   message=denied.message)  # fmt: skip
 
 
 def _full_patch(status: UsageReportStatus) -> dict[str, Any]:

@@ -154,7 +154,9 @@ def run_demo(options: DemoOptions, console: Console) -> bool:
         ok = _show(api, access.kubeconfig, sim, pricing, report=report, output=options.output,
                    console=console)  # fmt: skip
         scraper = PrometheusServer(
-            workdir / "scraper", scrape_targets=[f"127.0.0.1:{metrics_port}"]
+            workdir / "scraper",
+            scrape_targets=[f"127.0.0.1:{metrics_port}"],
+            scrape_token=access.admin_token,
         )
         stack.callback(scraper.close)
         scraper.start()
@@ -248,6 +250,9 @@ def _apply_examples(api: client.ApiClient, root: Path, start: int) -> dict[str, 
     # The sample prices apply from the start of the simulated history.
     pricing["spec"]["effectiveFrom"] = iso(start)
     objects.create_cluster_custom_object(GROUP, VERSION, "tierpricings", pricing)
+    # The platform team's namespace sees all usage (granted as a cluster administrator would).
+    for scope in yaml.safe_load_all((root / "docs/examples/usagescope.yaml").read_text()):
+        objects.create_cluster_custom_object(GROUP, VERSION, "usagescopes", scope)
     namespace = client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE))
     client.CoreV1Api(api).create_namespace(namespace)
     monthly = yaml.safe_load((root / "docs/examples/usagereport-monthly.yaml").read_text())

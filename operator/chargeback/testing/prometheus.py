@@ -17,13 +17,15 @@ START_TIMEOUT = 60.0
 _CONFIG = "global:\n  scrape_interval: 1m\n  evaluation_interval: 1m\nscrape_configs: []\n"
 
 
-def _config(targets: list[str]) -> str:
+def _config(targets: list[str], token_file: Path | None = None) -> str:
     if not targets:
         return _CONFIG
     listed = ", ".join(f'"{t}"' for t in targets)
+    # A bearer token, as OpenShift monitoring scrapes a protected /metrics.
+    auth = f"    authorization:\n      credentials_file: {token_file}\n" if token_file else ""
     return (
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
-        f"  - job_name: live\n    static_configs:\n      - targets: [{listed}]\n"
+        f"  - job_name: live\n{auth}    static_configs:\n      - targets: [{listed}]\n"
     )
 
 
@@ -56,9 +58,13 @@ class PrometheusServer:
         openmetrics: str | Path | None = None,
         retention: str = "100y",
         scrape_targets: list[str] | None = None,
+        scrape_token: str | None = None,
         program: str = "prometheus",
     ) -> None:
-        """``program``: "prometheus" (Debian's 2.x) or "prometheus3" (built by make tools)."""
+        """``program``: "prometheus" (Debian's 2.x) or "prometheus3" (built by make tools).
+
+        ``scrape_token``: the bearer token to scrape ``scrape_targets`` with.
+        """
         self._owns_dir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="chargeback-prom-"))
         self.tsdb = self.workdir / "tsdb"
@@ -68,7 +74,11 @@ class PrometheusServer:
         self.url = f"http://127.0.0.1:{self.port}"
         if openmetrics is not None:
             backfill(openmetrics, self.tsdb)
-        (self.workdir / "prometheus.yml").write_text(_config(scrape_targets or []))
+        token_file = None
+        if scrape_token:
+            token_file = self.workdir / "scrape-token"
+            token_file.write_text(scrape_token)
+        (self.workdir / "prometheus.yml").write_text(_config(scrape_targets or [], token_file))
         self.process = ManagedProcess(
             "prometheus",
             [
