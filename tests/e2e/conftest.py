@@ -56,42 +56,54 @@ def http_get(url: str, token: str = "") -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+OperatorFactory = Callable[..., "Operator"]
+
+
 @pytest.fixture
-def operator(
+def operator_factory(
     live: Live, cluster: ClusterAccess, chargeback_crds: None, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Operator]:  # fmt: skip
-    port = free_port()
-    dsn = f"sqlite:///{tmp_path / 'ledger.db'}"
-    for key, value in {
-        "KUBECONFIG": str(cluster.kubeconfig),
-        "CHARGEBACK_PROMETHEUS_URL": live.prometheus.url,
-        "CHARGEBACK_PROMETHEUS_TOKEN_FILE": "",
-        "CHARGEBACK_PROMETHEUS_CA_FILE": "",
-        "CHARGEBACK_LEDGER": dsn,
-        "CHARGEBACK_REFRESH_SECONDS": "3",
-        "CHARGEBACK_METRICS_PORT": str(port),
-    }.items():
-        monkeypatch.setenv(key, value)
-    # The operator as `chargeback run` runs it, in a thread: settings from the environment.
-    settings = OperatorSettings()
-    stop, failures = threading.Event(), []
+) -> Iterator[OperatorFactory]:  # fmt: skip
+    """Start operators as `chargeback run` runs them, in threads: settings from the environment
+    (the test's Prometheus, a fresh ledger, 3 s refresh), overridden by keyword arguments."""
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    started: list[tuple[threading.Thread, threading.Event, list[BaseException]]] = []
 
-    def operate() -> None:
-        try:
-            run_operator(settings, stop_flag=stop)
-        except BaseException as exc:  # reported by the fixture below
-            failures.append(exc)
+    def start(**overrides: Any) -> Operator:
+        port = free_port()
+        dsn = f"sqlite:///{tmp_path / f'ledger{len(started)}.db'}"
+        settings = OperatorSettings(**{
+            "prometheus_url": live.prometheus.url, "prometheus_token_file": "",
+            "prometheus_ca_file": "", "ledger": dsn, "refresh_seconds": 3.0,
+            "metrics_port": port, **overrides,
+        })  # fmt: skip
+        stop, failures = threading.Event(), []
 
-    thread = threading.Thread(target=operate, name="operator", daemon=True)
-    thread.start()
-    try:
-        yield Operator(settings, f"http://127.0.0.1:{port}", dsn, cluster.admin_token)
-    finally:
+        def operate() -> None:
+            try:
+                run_operator(settings, stop_flag=stop)
+            except BaseException as exc:  # reported by the fixture below
+                failures.append(exc)
+
+        thread = threading.Thread(target=operate, name="operator", daemon=True)
+        thread.start()
+        started.append((thread, stop, failures))
+        return Operator(settings, f"http://127.0.0.1:{port}", settings.ledger_dsn,
+                        cluster.admin_token)  # fmt: skip
+
+    yield start
+    for _, stop, _ in started:
         stop.set()
+    for thread, _, failures in started:
         thread.join(timeout=60)
-    assert not thread.is_alive(), "the operator did not stop within 60 s"
-    assert failures == []
+        assert not thread.is_alive(), "an operator did not stop within 60 s"
+        assert failures == []
+
+
+@pytest.fixture
+def operator(operator_factory: OperatorFactory) -> Operator:
+    """One operator on the live Prometheus, as `chargeback run` would run with these settings."""
+    return operator_factory()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 90.0, what: str = "") -> Any:

@@ -113,6 +113,10 @@ def test_a_tenant_sees_its_own_usage_and_nobody_elses(
         as_alice.get_namespaced_custom_object(GROUP, VERSION, b, "usagereports", "theirs")
     assert denied.value.status == 403
     assert operator.get(f"/reports/{b}/theirs/current.json", token=alice)[0] == 403
+    export = theirs["status"]["exports"][0]
+    with pytest.raises(ApiException) as hidden:
+        client.CoreV1Api(_client(cluster, alice)).read_namespaced_config_map(export, b)
+    assert hidden.value.status == 403
 
 
 def test_without_a_scope_or_with_a_metric_of_its_own_a_report_sees_nothing(

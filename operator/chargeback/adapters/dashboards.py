@@ -15,6 +15,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from chargeback.api.common import API_VERSION
+from chargeback.domain.names import LABEL_VALUE, fit
 
 GRAFANA_GROUP, GRAFANA_VERSION, GRAFANA_PLURAL = (
     "grafana.integreatly.org",
@@ -112,7 +113,7 @@ def _provision(
     text = json.dumps(document, indent=2, sort_keys=True)
     wanted_labels = {settings.label[0]: settings.label[1],
                      "app.kubernetes.io/managed-by": "chargeback-operator",
-                     "chargeback.dev/pricing": owner.name}  # fmt: skip
+                     "chargeback.dev/pricing": fit(owner.name, LABEL_VALUE)}  # fmt: skip
     body = client.V1ConfigMap(
         metadata=client.V1ObjectMeta(
             name=name, namespace=settings.namespace,

@@ -15,6 +15,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from chargeback.api.common import API_VERSION
+from chargeback.domain.names import LABEL_VALUE, fit
 
 SHARD_BYTES = 900_000
 MANAGED_BY = {"app.kubernetes.io/managed-by": "chargeback-operator"}
@@ -47,7 +48,7 @@ def _shards(text: str) -> list[str]:
 def export_name(owner: Owner, period_start: str) -> str:
     """Stable ConfigMap name of a period's export."""
     stamp = period_start.replace("-", "").replace(":", "").lower().rstrip("z")
-    return f"{owner.name[:40]}-{stamp}"
+    return f"{fit(owner.name, 40)}-{stamp}"
 
 
 def write_export(
@@ -66,7 +67,7 @@ def write_export(
             metadata=client.V1ObjectMeta(
                 name=name,
                 namespace=owner.namespace,
-                labels={**MANAGED_BY, REPORT_LABEL: owner.name},
+                labels={**MANAGED_BY, REPORT_LABEL: fit(owner.name, LABEL_VALUE)},
                 annotations={"chargeback.dev/period-start": period_start,
                              "chargeback.dev/part": f"{index + 1}/{count}"},
                 owner_references=[client.V1OwnerReference(

@@ -30,6 +30,8 @@ from chargeback.domain.buckets import to_ms
 _REPORT = re.compile(r"^/reports/([a-z0-9-]+)/([a-z0-9.-]+)/([0-9TZ:-]+|current)\.([a-z0-9]+)$")
 PROBES = frozenset({"/healthz", "/readyz"})
 IDLE_TIMEOUT_S = 30.0
+MAX_CONNECTIONS = 64
+"""Connections served at once (a thread each); more are closed at once."""
 
 
 class Renditions(Protocol):
@@ -143,6 +145,34 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``MAX_CONNECTIONS`` of them."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve on a thread of its own while a slot is free; else close the connection."""
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve, then free the slot."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 def serve(
     port: int,
     reports: ReportStore,
@@ -153,7 +183,7 @@ def serve(
 ) -> ThreadingHTTPServer:
     """Start the server in a daemon thread; return it (call shutdown() to stop)."""
     handler = type("Handler", (_Handler,), {"reports": reports, "guard": guard})
-    server = ThreadingHTTPServer((host, port), handler)
+    server = _BoundedServer((host, port), handler)
     if tls is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2

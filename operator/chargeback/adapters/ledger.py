@@ -10,10 +10,7 @@ migrations are in ``ledger_schema.py``; they run in order on open.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
-import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,16 +30,18 @@ from chargeback.adapters.ledger_schema import (
     schema_version,
     series_state,
     sources,
+    sqlite_pragmas,
     usage,
 )
 from chargeback.domain.buckets import DAY_MS
 from chargeback.domain.counters import State
 from chargeback.domain.infra import GpuRow, UtilizationRow
+from chargeback.domain.names import fit
 from chargeback.domain.series import SeriesKey, key_from_text, key_text
 from chargeback.domain.usage import Gap, UsageRow
 
-WAL_RETRIES = 600
-"""Attempts, 50 ms apart, to switch a new SQLite ledger to WAL while another process holds it."""
+LABEL_CHARS = 256
+"""The width of the label columns (user, tier, model)."""
 
 
 class LedgerError(RuntimeError):
@@ -98,7 +97,17 @@ class Step:
 @functools.lru_cache(maxsize=4096)
 def _extra_text(extra: tuple[tuple[str, str], ...]) -> str:
     # Cached: a step writes tens of thousands of rows sharing a handful of extra-label values.
-    return json.dumps(dict(sorted(extra)), sort_keys=True, separators=(",", ":"))
+    values = {name: _label(value) for name, value in sorted(extra)}
+    return json.dumps(values, sort_keys=True, separators=(",", ":"))
+
+
+def _label(value: str, limit: int = LABEL_CHARS) -> str:
+    """A label value as stored: whole up to ``limit`` characters, else its head and a hash.
+
+    The same on SQLite and PostgreSQL (whose VARCHAR columns would refuse longer values), and
+    distinct values stay distinct: tokens are never merged or lost, only a name is shortened.
+    """
+    return value if len(value) <= limit else fit(value, limit)
 
 
 class Ledger:
@@ -115,7 +124,7 @@ class Ledger:
             kwargs["connect_args"] = {"timeout": 30}
         self.engine: Engine = sa.create_engine(dsn, **kwargs)
         if dsn.startswith("sqlite"):
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "connect", sqlite_pragmas)
         self.migrate()
 
     def close(self) -> None:
@@ -236,11 +245,13 @@ class Ledger:
                 self._record_gap(conn, step.source_id, step.gap)
             if step.gpu:
                 conn.execute(gpu_usage.insert(), [
-                    {"source_id": step.source_id, **row.__dict__} for row in step.gpu
+                    {"source_id": step.source_id, **row.__dict__, "model": _label(row.model),
+                     "product": _label(row.product, 128)} for row in step.gpu
                 ])  # fmt: skip
             if step.utilization:
                 conn.execute(gpu_utilization.insert(), [
-                    {"source_id": step.source_id, **row.__dict__} for row in step.utilization
+                    {"source_id": step.source_id, **row.__dict__, "model": _label(row.model)}
+                    for row in step.utilization
                 ])  # fmt: skip
 
     def _insert_usage(self, conn: Connection, source_id: str, rows: list[UsageRow]) -> None:
@@ -253,9 +264,9 @@ class Ledger:
                 (
                     source_id,
                     r.bucket_start_ms,
-                    r.user,
-                    r.tier,
-                    r.model,
+                    _label(r.user),
+                    _label(r.tier),
+                    _label(r.model),
                     _extra_text(r.extra),
                     r.tokens,
                 )
@@ -373,20 +384,3 @@ class Ledger:
                 sa.select(gaps).where(gaps.c.source_id == source_id).order_by(gaps.c.start_ms)
             ).all()
         return [Gap(r.start_ms, r.end_ms, r.reason) for r in rows]
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cursor = dbapi_conn.cursor()
-    # WAL is a property of the file: set once. Switching needs an exclusive lock, which SQLite
-    # does not wait for, so a process opening a new ledger while another one creates it retries.
-    for attempt in itertools.count():
-        try:
-            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                cursor.execute("PRAGMA journal_mode=WAL")
-            break
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt >= WAL_RETRIES:
-                raise
-            time.sleep(0.05)
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()

@@ -6,7 +6,11 @@ migration, never edit one: ledgers in the field were created by the old ones.
 
 from __future__ import annotations
 
+import itertools
+import sqlite3
+import time
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -132,3 +136,25 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_4,
 ]
 """Schema migrations in order; the schema version is the number applied. Append, never edit."""
+
+
+WAL_RETRIES = 600
+"""Attempts, 50 ms apart, to switch a new SQLite ledger to WAL while another process holds it."""
+
+
+def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """WAL and NORMAL synchronous on every SQLite connection (listener of the engine)."""
+    cursor = dbapi_conn.cursor()
+    # WAL is a property of the file: set once. Switching needs an exclusive lock, which SQLite
+    # does not wait for, so a process opening a new ledger while another one creates it retries.
+    for attempt in itertools.count():
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt >= WAL_RETRIES:
+                raise
+            time.sleep(0.05)
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

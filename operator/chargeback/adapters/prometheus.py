@@ -145,6 +145,12 @@ class PrometheusClient:
             raise PrometheusUnavailable(f"Prometheus at {url} kept failing: {exc}") from exc
         except PrometheusApiClientException as exc:
             raise self._classify(str(exc), what) from exc
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            # Valid HTTP, but not a Prometheus API answer (a proxy's page, a truncated body).
+            raise PrometheusUnavailable(
+                f"Prometheus at {url} answered {what!r} in an unexpected shape: "
+                f"{type(exc).__name__}: {str(exc)[:200]}"
+            ) from exc
 
     def _classify(self, message: str, what: str) -> PrometheusError:
         status = re.search(r"HTTP Status Code (\d+)", message)
@@ -206,8 +212,13 @@ class PrometheusClient:
         ``lookback_ms`` overrides Prometheus' lookback delta for this query (how far back
         instant selectors, and the anchor of an ``anchored`` range, may look).
         """
-        body = self._call(promql, self._query_body, promql, at_ms, lookback_ms)
-        return {key: _as_int(value[1], promql) for key, value in _result(body, promql)}
+
+        def decoded() -> dict[SeriesKey, int]:
+            body = self._query_body(promql, at_ms, lookback_ms)
+            return {key: _as_int(value[1], promql) for key, value in _result(body, promql)}
+
+        result: dict[SeriesKey, int] = self._call(promql, decoded)
+        return result
 
     def vectors(
         self, queries: Sequence[str], at_ms: int, lookback_ms: int | None = None
@@ -218,16 +229,26 @@ class PrometheusClient:
 
     def scalar_count(self, promql: str, at_ms: int) -> int:
         """The single value of an aggregation like ``count(...)``, 0 when the result is empty."""
-        result = self.query(promql, at_ms)
-        return int(float(result[0]["value"][1])) if result else 0
+
+        def decoded() -> int:
+            result = self.query(promql, at_ms)
+            return int(float(result[0]["value"][1])) if result else 0
+
+        count: int = self._call(promql, decoded)
+        return count
 
     def samples(self, promql: str, at_ms: int) -> dict[SeriesKey, tuple[Sample, ...]]:
         """Raw samples of a range-vector selector evaluated at ``at_ms``."""
-        body = self._call(promql, self._query_body, promql, at_ms)
-        return {
-            key: tuple(Sample(round(float(t) * 1000), _as_int(v, promql)) for t, v in values)
-            for key, values in _result(body, promql)
-        }
+
+        def decoded() -> dict[SeriesKey, tuple[Sample, ...]]:
+            body = self._query_body(promql, at_ms)
+            return {
+                key: tuple(Sample(round(float(t) * 1000), _as_int(v, promql)) for t, v in values)
+                for key, values in _result(body, promql)
+            }
+
+        samples: dict[SeriesKey, tuple[Sample, ...]] = self._call(promql, decoded)
+        return samples
 
     def matrix(
         self, promql: str, start_ms: int, end_ms: int, step_ms: int
@@ -243,14 +264,17 @@ class PrometheusClient:
             }
             return bytes(self._request("POST", "/api/v1/query_range", data).content)
 
-        result = _result(self._call(promql, body), promql)
-        matrix: dict[SeriesKey, dict[int, float]] = {}
-        for key, values in result:
-            points = {round(float(t) * 1000): float(v) for t, v in values}
-            if not all(math.isfinite(v) for v in points.values()):
-                raise PrometheusQueryError(f"non-finite values from {promql!r}")
-            matrix[key] = points
-        return matrix
+        def decoded() -> dict[SeriesKey, dict[int, float]]:
+            matrix: dict[SeriesKey, dict[int, float]] = {}
+            for key, values in _result(body(), promql):
+                points = {round(float(t) * 1000): float(v) for t, v in values}
+                if not all(math.isfinite(v) for v in points.values()):
+                    raise PrometheusQueryError(f"non-finite values from {promql!r}")
+                matrix[key] = points
+            return matrix
+
+        result: dict[SeriesKey, dict[int, float]] = self._call(promql, decoded)
+        return result
 
     def series_names(self, names: Sequence[str], start_ms: int, end_ms: int) -> set[str]:
         """Which of the metric ``names`` have any series between ``start_ms`` and ``end_ms``."""

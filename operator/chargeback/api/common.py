@@ -17,6 +17,10 @@ DECIMAL_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,12})?$"
 DecimalString = Annotated[str, Field(pattern=DECIMAL_PATTERN, max_length=32)]
 """A non-negative decimal number written as a string (never a float), e.g. "0.005"."""
 
+MONEY_PATTERN = r"^(0|[1-9][0-9]{0,29})(\.[0-9]{1,12})?$"
+Money = Annotated[str, Field(pattern=MONEY_PATTERN, max_length=48)]
+"""A non-negative amount of money in a status (up to 30 integer digits: sums of many prices)."""
+
 DURATION_PATTERN = r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, min_length=2, max_length=16)]
 """A duration such as 2h, 30m or 1d12h."""

@@ -36,6 +36,14 @@ REPORT_RULES: list[dict[str, str]] = [
         "fieldPath": ".attribution.teamLabel",
     },
 ]
+PRICING_RULES: list[dict[str, str]] = [
+    {
+        "rule": "self.currency == oldSelf.currency",
+        "message": "currency cannot change: the recorded price versions and finalised periods "
+        "are in the old currency; create a new TierPricing for the new one",
+        "fieldPath": ".currency",
+    },
+]
 PERIOD_RULES: list[dict[str, str]] = [
     {
         "rule": "timestamp(self.start) < timestamp(self.end)",
@@ -174,7 +182,7 @@ def tier_pricing_crd() -> dict[str, Any]:
         scope="Cluster",
         description="Prices per tier and model for AI token chargeback. Each accepted change "
         "becomes a price version effective from spec.effectiveFrom.",
-        spec=structural(TierPricingSpec),
+        spec=structural(TierPricingSpec, PRICING_RULES),
         status=structural(TierPricingStatus),
         columns=[
             {"name": "Currency", "type": "string", "jsonPath": ".spec.currency",

@@ -11,9 +11,9 @@ from pydantic import Field, Strict, field_validator, model_validator
 from chargeback.api.base import ApiModel
 from chargeback.api.common import (
     Conditions,
-    DecimalString,
     DnsLabel,
     Duration,
+    Money,
     ObjectRef,
     list_map,
     unique,
@@ -133,7 +133,7 @@ class Totals(ApiModel):
 
     tokens: int = 0
     """Tokens used."""
-    cost: DecimalString = "0"
+    cost: Money = "0"
     """Cost of the priced tokens, in the pricing's currency."""
     unpriced_tokens: int = 0
     """Tokens with no price (unknown tier, or before the first price version)."""
@@ -146,7 +146,7 @@ class Breakdown(ApiModel):
     """The team, tier, model or user."""
     tokens: int
     """Tokens used."""
-    cost: DecimalString
+    cost: Money
     """Cost in the pricing's currency."""
 
 
@@ -159,7 +159,7 @@ class PeriodSummary(ApiModel):
     """End of the period."""
     tokens: int
     """Tokens used."""
-    cost: DecimalString
+    cost: Money
     """Cost."""
 
 

@@ -20,6 +20,7 @@ from chargeback.adapters.httpserver import serve
 from chargeback.adapters.kube import (
     default_client,
     namespace_labels,
+    object_uid,
     openshift_groups,
     service_address,
     usage_scopes,
@@ -160,7 +161,11 @@ def build_operator(
     prometheus = PrometheusClient(settings.prometheus())
     ledger = Ledger(settings.ledger_dsn)
     infra = settings.infrastructure()
-    pricing = PricingReconciler(PricingLedger(ledger), clock)
+
+    def pricing_exists(name: str) -> bool:
+        return object_uid(api, "tierpricings", name) is not None
+
+    pricing = PricingReconciler(PricingLedger(ledger), clock, exists=pricing_exists)
     reports = UsageReportReconciler(
         api=api,
         reports=report_service(prometheus, ledger, settings.bucket_ms, infra),

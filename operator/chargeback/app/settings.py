@@ -43,6 +43,8 @@ class OperatorSettings(BaseSettings):
     """CA bundle for Prometheus TLS; ignored when missing or empty."""
     prometheus_insecure: bool = False
     """Skip TLS verification of Prometheus (testing only)."""
+    prometheus_timeout_seconds: float = Field(60.0, gt=0, le=600)
+    """How long one Prometheus request may take before it counts as failed (retried twice)."""
     data_dir: Path = Path("/var/lib/chargeback")
     """Where the default SQLite ledger lives."""
     ledger: str = ""
@@ -148,6 +150,7 @@ class OperatorSettings(BaseSettings):
             token_file=_existing(self.prometheus_token_file),
             ca_file=_existing(self.prometheus_ca_file),
             verify_tls=not self.prometheus_insecure,
+            timeout_s=self.prometheus_timeout_seconds,
         )
 
     def infrastructure(self) -> InfraSource | None:

@@ -22,6 +22,7 @@ from grafana_foundation_sdk.models import prometheus as prometheus_models
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.source import SourceSpec
 from chargeback.domain.money import parse_decimal
+from chargeback.domain.names import GRAFANA_UID, fit
 from chargeback.domain.selectors import Matcher, parse_selector, series_selector
 
 DATASOURCE = common.DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -291,7 +292,7 @@ def build_dashboard(
     base = series_selector(metric, parse_selector(source.selector))
     board = (
         dashboard.Dashboard(f"AI token usage and chargeback ({name})")
-        .uid(f"chargeback-{name}"[:40])
+        .uid(fit(f"chargeback-{name}", GRAFANA_UID))
         .tags(["chargeback", "ai-gateway"])
         .time("now-24h", "now")
         .refresh("5m")

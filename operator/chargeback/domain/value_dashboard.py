@@ -24,6 +24,7 @@ from chargeback.domain.dashboards import (
 )
 from chargeback.domain.infra import InfraSource
 from chargeback.domain.money import parse_decimal
+from chargeback.domain.names import GRAFANA_UID, fit
 
 
 def _products(products: list[str]) -> str:
@@ -118,7 +119,7 @@ def build_value_dashboard(
     """The cost-to-value dashboard JSON for one pricing and source."""
     board = (
         dashboard.Dashboard(f"AI models: cost to value ({name})")
-        .uid(f"chargeback-value-{name}"[:40])
+        .uid(fit(f"chargeback-value-{name}", GRAFANA_UID))
         .tags(["chargeback", "ai-gateway", "cost-to-value"])
         .time("now-7d", "now")
         .refresh("15m")

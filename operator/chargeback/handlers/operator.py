@@ -116,7 +116,12 @@ def forget_report(*, name: str, namespace: str | None, **_: Any) -> None:
 
 
 def _raise_failure(outcome: Outcome, retry_s: float) -> None:
-    """Tell kopf how the reconciliation failed (the status already says why)."""
+    """Tell kopf how the reconciliation failed (the status already says why).
+
+    The same failure again is not raised again: kopf would log and post it on every refresh.
+    """
+    if outcome.repeated:
+        return
     if outcome.failure is Failure.PERMANENT:
         raise kopf.PermanentError(outcome.message)
     if outcome.failure is Failure.TEMPORARY:

@@ -18,6 +18,7 @@ from chargeback.adapters.dashboards import (
 from chargeback.adapters.kube import object_uid
 from chargeback.api.report import UsageReportSpec
 from chargeback.domain.infra import InfraSource
+from chargeback.domain.names import OBJECT_NAME, fit
 from chargeback.domain.pricing import PriceVersion
 from chargeback.domain.value_dashboard import dashboards_of
 
@@ -41,7 +42,8 @@ class DashboardProvisioner:
         Raises :class:`chargeback.adapters.dashboards.DashboardError` when they cannot be written.
         """
         pricing = spec.pricing_ref.name
-        name = f"chargeback-{pricing}-{spec.source.source_id()[:8]}"
+        # "-value" is appended for the cost-to-value dashboard: leave room for it.
+        name = fit(f"chargeback-{pricing}-{spec.source.source_id()[:8]}", OBJECT_NAME - 6)
         grafana = wants_grafana_dashboard(self.api, self.settings)
         inputs = (current.digest, metric, grafana)
         last = self._written.get(name)

@@ -47,6 +47,8 @@ class Outcome:
     failure: Failure | None = None
     message: str = ""
     """Why it failed (the Ready condition's message)."""
+    repeated: bool = False
+    """The same failure as last time: already said (status, events, logs); just retry."""
 
 
 def outcome(

@@ -26,9 +26,16 @@ from chargeback.services.status import as_patch, conditions
 class PricingReconciler:
     """Records price versions and reads price books."""
 
-    def __init__(self, pricing: PricingLedger, clock: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        pricing: PricingLedger,
+        clock: Callable[[], int],
+        exists: Callable[[str], bool] = lambda _: True,
+    ) -> None:
         self.pricing = pricing
         self.clock = clock
+        self.exists = exists
+        """Whether the TierPricing object still exists (its versions outlive it in the ledger)."""
 
     def reconcile(
         self, name: str, spec: Mapping[str, Any], generation: int, status: Mapping[str, Any]

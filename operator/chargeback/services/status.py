@@ -34,6 +34,15 @@ BLOCKING = (Type.SOURCE_AVAILABLE,)
 """Conditions that make a report not Ready; the others qualify its numbers."""
 
 
+NAME_LIMIT = 253
+"""Names in status (users, teams, tiers, models) are cut to this; the exports keep them whole."""
+
+
+def bounded(name: str, limit: int = NAME_LIMIT) -> str:
+    """``name``, or its head marked with "..." when it is longer than ``limit``."""
+    return name if len(name) <= limit else f"{name[: limit - 3]}..."
+
+
 def gaps_message(document: ReportDocument) -> str:
     """The document's gaps, readably: ``start - end: reason; ...``."""
     return "; ".join(f"{iso(g.start_ms)} - {iso(g.end_ms)}: {g.reason}" for g in document.gaps)
@@ -92,7 +101,8 @@ def summarize(
     currency = document.currency
 
     def rows(items: Sequence[DocumentBreakdown], limit: int) -> list[Breakdown]:
-        return [Breakdown(name=b.name, tokens=b.tokens, cost=format_money(b.cost, currency))
+        return [Breakdown(name=bounded(b.name), tokens=b.tokens,
+                          cost=format_money(b.cost, currency))
                 for b in items[:limit]]  # fmt: skip
 
     return UsageReportStatus(
@@ -130,7 +140,7 @@ def _value_summary(value: CostToValueSection | None) -> CostToValueSummary | Non
         ),
         by_model=[
             ModelValue(
-                name=m["name"], tokens=m["tokens"], revenue=m["revenue"],
+                name=bounded(m["name"]), tokens=m["tokens"], revenue=m["revenue"],
                 infrastructure_cost=m["infrastructureCost"], margin=m["margin"],
                 gpu_hours=m["gpuHours"], idle_gpu_hours=m["idleGpuHours"],
                 cost_per_million_tokens=m["costPerMillionTokens"],
@@ -151,7 +161,7 @@ def _forecast_summary(forecast: ForecastSection | None) -> ForecastSummary | Non
         "total": ForecastEntry(name="total", tokens=totals["tokens"], lower=totals["lower"],
                                upper=totals["upper"]),
         "byModel": [
-            ForecastEntry(name=m["name"], tokens=m["tokens"], lower=m["lower"],
+            ForecastEntry(name=bounded(m["name"]), tokens=m["tokens"], lower=m["lower"],
                           upper=m["upper"], gpu_hours=m["gpuHours"])
             for m in busiest[: STATUS_LIMITS["insight"]]
         ],

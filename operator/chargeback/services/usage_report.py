@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from chargeback.adapters.dashboards import DashboardError
 from chargeback.adapters.exports import Owner, write_export
+from chargeback.adapters.ledger import LedgerError
 from chargeback.adapters.prometheus import PrometheusError
 from chargeback.api.base import problems
 from chargeback.api.report import PeriodSummary, UsageReportSpec, UsageReportStatus
@@ -111,6 +112,7 @@ class UsageReportReconciler:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._final_totals: dict[tuple[str, int], PeriodSummary] = {}
+        self._warned: dict[str, tuple[frozenset[str], str]] = {}
 
     def current(self, key: str) -> Rendered | None:
         """The open period of report ``namespace/name`` as last rendered."""
@@ -130,15 +132,52 @@ class UsageReportReconciler:
         generation: int,
         status: Mapping[str, Any],
     ) -> Outcome:
-        """Refresh the open period, finalise finished ones, write exports; return the outcome."""
+        """Refresh the open period, finalise finished ones, write exports; return the outcome.
+
+        Whatever fails ends as a condition with a readable reason and a retry: no failure
+        escapes to freeze the report (a status the API server would refuse is caught here, as
+        the status model has the CRD's bounds).
+        """
+        try:
+            result = self._reconcile(namespace, name, uid, spec=spec, generation=generation,
+                                     status=status)  # fmt: skip
+        except Exception as exc:  # every failure becomes a condition
+            log.exception("Failed to reconcile UsageReport %s/%s", namespace, name)
+            reason = (Reason.LEDGER_UNAVAILABLE if isinstance(exc, LedgerError)
+                      or type(exc).__module__.startswith("sqlalchemy")
+                      else Reason.RECONCILE_FAILED)  # fmt: skip
+            message = f"{type(exc).__name__}: {str(exc)[:1500]}"
+            result = _failed(status, generation, self.clock(), failure=Failure.TEMPORARY,
+                             reason=reason, message=message)  # fmt: skip
+        return self._once(f"{namespace}/{name}", result)
+
+    def _once(self, key: str, result: Outcome) -> Outcome:
+        """Warnings once per change of reason, and a failure marked when it is the same again."""
+        before, failed_before = self._warned.get(key, (frozenset(), ""))
+        reasons = frozenset(str(e.reason) for e in result.events if e.warning)
+        result.events = [e for e in result.events if not e.warning or str(e.reason) not in before]
+        result.repeated = result.failure is not None and result.message == failed_before
+        self._warned[key] = (reasons, result.message if result.failure else "")
+        return result
+
+    def _reconcile(
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        *,
+        spec: Mapping[str, Any],
+        generation: int,
+        status: Mapping[str, Any],
+    ) -> Outcome:
         owner = Owner(namespace, name, uid)
         now = self.clock()
         previous = status.get("conditions") or []
         checked = self._check(spec)
         if isinstance(checked, Invalid):
             # A missing pricing may still come; a spec that cannot work waits for an edit.
-            kind = Failure.TEMPORARY if checked.reason is Reason.PRICING_NOT_FOUND else (
-                Failure.PERMANENT)  # fmt: skip
+            waiting = (Reason.PRICING_NOT_FOUND, Reason.PRICING_INVALID, Reason.PRICING_DELETED)
+            kind = Failure.TEMPORARY if checked.reason in waiting else Failure.PERMANENT
             return _failed(status, generation, now, failure=kind, reason=checked.reason,
                            message=checked.message)  # fmt: skip
         grant = self.tenancy.authorize(namespace, checked.spec.source)
@@ -224,7 +263,16 @@ class UsageReportReconciler:
             return Invalid(Reason.INVALID_SPEC, problems(exc, "spec."))
         except SelectorError as exc:
             return Invalid(Reason.INVALID_SELECTOR, str(exc))
-        book = self.prices.price_book(parsed.pricing_ref.name)
+        try:
+            book = self.prices.price_book(parsed.pricing_ref.name)
+        except ValueError as exc:  # versions recorded before currencies became immutable
+            return Invalid(Reason.PRICING_INVALID,
+                           f"TierPricing {parsed.pricing_ref.name!r}: {exc}")  # fmt: skip
+        if book is not None and not self.prices.exists(parsed.pricing_ref.name):
+            return Invalid(Reason.PRICING_DELETED,
+                           f"TierPricing {parsed.pricing_ref.name!r} was deleted: nothing new is "
+                           "priced; finalised periods stay in the ledger and their exports. "
+                           "Recreate it, or point the report at another pricing")  # fmt: skip
         if book is None:
             return Invalid(Reason.PRICING_NOT_FOUND,
                            f"TierPricing {parsed.pricing_ref.name!r} does not exist "
