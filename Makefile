@@ -44,6 +44,11 @@ crds: venv ## Regenerate crds/ from the pydantic API models
 golden: venv tools ## Refresh golden files (dashboards, rendered chart); review the diff
 	UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/unit/test_dashboards.py tests/e2e/test_chart.py -k golden
 
+FUZZ_EXAMPLES ?= 300
+
+fuzz: venv tools ## Fuzz UsageReports against the API server and operator (FUZZ_EXAMPLES=300)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -s tests/e2e/test_fuzz.py
+
 bench: venv tools ## Run the benchmarks and write docs/benchmarks.md
 	$(BIN)/python -m benchmarks.run
 
@@ -58,4 +63,4 @@ image: ## Build the operator image with podman (IMAGE=... to tag; default: the p
 clean: ## Remove the Python environment and caches (not the tool cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-.PHONY: help venv tools lint format test crds golden bench demo image clean
+.PHONY: help venv tools lint format test crds golden fuzz bench demo image clean

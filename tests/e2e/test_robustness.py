@@ -14,12 +14,14 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from chargeback.adapters.ledger import Ledger
 from chargeback.testing.process import free_port
 from tests.e2e.conftest import (
     GROUP,
@@ -260,3 +262,57 @@ def test_a_status_beyond_the_schemas_old_bounds_still_fits(
     assert len(stored) == 256
     assert stored.startswith("x" * 240)
     assert stored != user[:256]
+
+
+def test_a_spec_larger_than_an_annotation_is_reconciled_and_deletable(
+    operator: Operator, live: Live, api_client: client.ApiClient, namespace: str
+) -> None:
+    """Team lists of ~400 KiB: more than the 256 KiB kopf's copy of the spec could take."""
+    pricing = create_pricing(api_client, live, "big")
+    teams = [{"name": f"team-{t}", "users": [f"user-{t}-{u}-{'x' * 50}" for u in range(60)]}
+             for t in range(100)]  # fmt: skip
+    body = report_body("big", pricing, schedule={"interval": "daily"},
+                       attribution={"teams": teams})  # fmt: skip
+    assert len(json.dumps(body)) > 300 * 1024
+    objects = client.CustomObjectsApi(api_client)
+    objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports", body)
+    report = wait_ready(api_client, namespace, "big")
+    annotations = report["metadata"].get("annotations", {})
+    assert sum(len(v) for v in annotations.values()) < 4096
+    objects.delete_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports", "big")
+
+    def gone() -> bool:
+        try:
+            get_report(api_client, namespace, "big")
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(gone, timeout=30, what="the report deleted")
+
+
+def test_a_ledger_that_cannot_be_written_is_a_condition(
+    operator_factory: OperatorFactory, live: Live, api_client: client.ApiClient, tmp_path: Path
+) -> None:
+    """A read-only ledger (as a full or read-only volume makes it): a readable condition."""
+    path = tmp_path / "readonly.db"
+    Ledger(f"sqlite:///{path}").close()  # created and migrated, then only readable
+    operator_factory(ledger=f"sqlite:///file:{path}?mode=ro&uri=true")
+    pricing = create_pricing(api_client, live, "readonly")
+    objects = client.CustomObjectsApi(api_client)
+
+    def ready() -> dict[str, Any]:
+        body = objects.get_cluster_custom_object(GROUP, VERSION, "tierpricings", pricing)
+        return condition(body, "Ready")
+
+    cond = wait_for(lambda: (c := ready()) and c.get("status") == "False" and c,
+                    what="the pricing's Ready=False")  # fmt: skip
+    assert cond["reason"] == "LedgerUnavailable"
+    assert "readonly" in cond["message"]
+
+    def event() -> str:
+        events = client.CoreV1Api(api_client).list_namespaced_event("default").items
+        return next((e.message for e in events if e.reason == "LedgerUnavailable"
+                     and e.involved_object.name == pricing), "")  # fmt: skip
+
+    assert "readonly" in wait_for(event, timeout=30, what="a LedgerUnavailable event")

@@ -10,10 +10,13 @@ condition is written to the status either way.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import threading
 import time
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import kopf
 
@@ -22,6 +25,24 @@ from chargeback.app.root import Operator, api_server_address, build_operator, ku
 from chargeback.app.settings import OperatorSettings
 from chargeback.services import report_metrics
 from chargeback.services.outcome import Failure, Outcome
+
+
+class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's last-handled configuration as a digest, not a copy of the spec.
+
+    The reconcilers compute everything from the current spec and never read kopf's diffs, so a
+    digest tells kopf all it needs (whether the spec changed) in a few bytes. A copy of a large
+    spec would overflow the 256 KiB annotation limit, and the object would never get a status.
+    """
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        """The digest of what kopf would otherwise store whole."""
+        essence = super().build(body=body, extra_fields=extra_fields)
+        canonical = json.dumps(essence, sort_keys=True, separators=(",", ":"), default=str)
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        return cast(kopf.BodyEssence, {"spec": {"sha256": digest}})
 
 
 def startup(
@@ -34,7 +55,7 @@ def startup(
     settings.networking.connect_timeout = 10
     # Our status schema is strict (pruned), so kopf keeps its progress in annotations.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="chargeback.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(
         prefix="chargeback.dev", key="last-handled-configuration"
     )
     config: OperatorSettings = memo.settings
@@ -68,13 +89,14 @@ def cleanup(*, memo: kopf.Memo, **_: Any) -> None:
 
 def reconcile_pricing(
     *, name: str, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch,
-    memo: kopf.Memo, **_: Any,
+    memo: kopf.Memo, body: kopf.Body, **_: Any,
 ) -> None:  # fmt: skip
     """Record the price version and report it in status."""
     operator: Operator = memo.operator
     started = time.monotonic()
     outcome = operator.pricing.reconcile(name, dict(spec), meta.get("generation", 0), dict(status))
     patch.status.update(outcome.status)
+    _post(body, outcome)
     report_metrics.reconciled("TierPricing", outcome.ready, time.monotonic() - started)
     _raise_failure(outcome, operator.settings.refresh_seconds)
 
@@ -90,9 +112,7 @@ def reconcile_report(
                                          generation=meta.get("generation", 0),
                                          status=dict(status))  # fmt: skip
     patch.status.update(outcome.status)
-    for event in outcome.events:
-        post = kopf.warn if event.warning else kopf.info
-        post(body, reason=str(event.reason), message=event.message)
+    _post(body, outcome)
     report_metrics.reconciled("UsageReport", outcome.ready, time.monotonic() - started)
     _raise_failure(outcome, operator.settings.refresh_seconds)
 
@@ -113,6 +133,13 @@ def reconcile_scope(
 def forget_report(*, name: str, namespace: str | None, **_: Any) -> None:
     """Exports go with their owner (ownerReferences); finalised documents stay in the ledger."""
     report_metrics.forget(namespace or "", name)
+
+
+def _post(body: kopf.Body, outcome: Outcome) -> None:
+    """Post the outcome's events on the object."""
+    for event in outcome.events:
+        post = kopf.warn if event.warning else kopf.info
+        post(body, reason=str(event.reason), message=event.message)
 
 
 def _raise_failure(outcome: Outcome, retry_s: float) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from chargeback.adapters.ledger import LedgerError
 from chargeback.domain.conditions import Reason, status_changes
 
 
@@ -65,3 +66,10 @@ def outcome(
     )
     patch = status_changes(current, desired)
     return Outcome(patch, ready, events or [], failure, message)
+
+
+def unexpected(exc: Exception) -> tuple[Reason, str]:
+    """The condition reason and message of a failure nobody anticipated."""
+    ledger = isinstance(exc, LedgerError) or type(exc).__module__.startswith("sqlalchemy")
+    reason = Reason.LEDGER_UNAVAILABLE if ledger else Reason.RECONCILE_FAILED
+    return reason, f"{type(exc).__name__}: {str(exc)[:1500]}"

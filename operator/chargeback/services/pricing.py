@@ -6,6 +6,7 @@ whole price book, so a change of prices never rewrites a period priced before it
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,8 +20,10 @@ from chargeback.domain import buckets
 from chargeback.domain.conditions import Cond, Reason, Type
 from chargeback.domain.pricing import PriceBook, PriceVersion, spec_digest
 from chargeback.domain.reports import iso
-from chargeback.services.outcome import Failure, Outcome, outcome
+from chargeback.services.outcome import Event, Failure, Outcome, outcome, unexpected
 from chargeback.services.status import as_patch, conditions
+
+log = logging.getLogger(__name__)
 
 
 class PricingReconciler:
@@ -40,7 +43,27 @@ class PricingReconciler:
     def reconcile(
         self, name: str, spec: Mapping[str, Any], generation: int, status: Mapping[str, Any]
     ) -> Outcome:
-        """Record the spec as a price version if it changed; return the status."""
+        """Record the spec as a price version if it changed; return the status.
+
+        A ledger that cannot be written (or anything else failing) is a condition and a retry.
+        """
+        try:
+            return self._reconcile(name, spec, generation, status)
+        except Exception as exc:  # every failure becomes a condition
+            log.exception("Failed to reconcile TierPricing %s", name)
+            reason, message = unexpected(exc)
+            now = self.clock()
+            cond = Cond(Type.READY, False, reason, message)
+            failed = TierPricingStatus(
+                observed_generation=generation,
+                conditions=conditions(status.get("conditions") or [], [cond], now, generation),
+            )
+            return outcome(status, as_patch(failed), failure=Failure.TEMPORARY, message=message,
+                           events=[Event(True, reason, message)])  # fmt: skip
+
+    def _reconcile(
+        self, name: str, spec: Mapping[str, Any], generation: int, status: Mapping[str, Any]
+    ) -> Outcome:
         now = self.clock()
         previous = status.get("conditions") or []
         try:

@@ -18,7 +18,6 @@ from pydantic import ValidationError
 
 from chargeback.adapters.dashboards import DashboardError
 from chargeback.adapters.exports import Owner, write_export
-from chargeback.adapters.ledger import LedgerError
 from chargeback.adapters.prometheus import PrometheusError
 from chargeback.api.base import problems
 from chargeback.api.report import PeriodSummary, UsageReportSpec, UsageReportStatus
@@ -35,7 +34,7 @@ from chargeback.domain.selectors import SelectorError, parse_selector
 from chargeback.services import report_metrics
 from chargeback.services.collect import CollectError
 from chargeback.services.dashboards import DashboardProvisioner
-from chargeback.services.outcome import Event, Failure, Outcome, outcome
+from chargeback.services.outcome import Event, Failure, Outcome, outcome, unexpected
 from chargeback.services.pricing import PricingReconciler
 from chargeback.services.report import Rendered, ReportService
 from chargeback.services.status import (
@@ -139,14 +138,10 @@ class UsageReportReconciler:
         the status model has the CRD's bounds).
         """
         try:
-            result = self._reconcile(namespace, name, uid, spec=spec, generation=generation,
-                                     status=status)  # fmt: skip
+            result = self._reconcile(Owner(namespace, name, uid), spec, generation, status)
         except Exception as exc:  # every failure becomes a condition
             log.exception("Failed to reconcile UsageReport %s/%s", namespace, name)
-            reason = (Reason.LEDGER_UNAVAILABLE if isinstance(exc, LedgerError)
-                      or type(exc).__module__.startswith("sqlalchemy")
-                      else Reason.RECONCILE_FAILED)  # fmt: skip
-            message = f"{type(exc).__name__}: {str(exc)[:1500]}"
+            reason, message = unexpected(exc)
             result = _failed(status, generation, self.clock(), failure=Failure.TEMPORARY,
                              reason=reason, message=message)  # fmt: skip
         return self._once(f"{namespace}/{name}", result)
@@ -161,16 +156,9 @@ class UsageReportReconciler:
         return result
 
     def _reconcile(
-        self,
-        namespace: str,
-        name: str,
-        uid: str,
-        *,
-        spec: Mapping[str, Any],
-        generation: int,
-        status: Mapping[str, Any],
+        self, owner: Owner, spec: Mapping[str, Any], generation: int, status: Mapping[str, Any]
     ) -> Outcome:
-        owner = Owner(namespace, name, uid)
+        namespace = owner.namespace
         now = self.clock()
         previous = status.get("conditions") or []
         checked = self._check(spec)
