@@ -21,7 +21,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from chargeback.testing import pki
-from chargeback.testing.authproxy import AuthProxy, write_token
+from chargeback.testing.authproxy import PrometheusProxy, write_token
 from chargeback.testing.kube import ClusterAccess, write_kubeconfig
 from chargeback.testing.process import ManagedProcess, free_port
 from chargeback.testing.tools import binary
@@ -154,7 +154,7 @@ def test_operator_runs_with_the_charts_service_account_only(
     token_file = write_token(tmp_path / "token", "sa-token-1")
     objects = client.CustomObjectsApi(api_client)
     pricing = f"rbac-{uuid.uuid4().hex[:6]}"
-    with AuthProxy(live.prometheus.url, serving, "sa-token-1") as proxy:
+    with PrometheusProxy(live.prometheus.url, serving, "sa-token-1") as proxy:
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": system}
 
         def start(ca_file: Path) -> ManagedProcess:

@@ -9,11 +9,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +19,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from chargeback.adapters.ledger import Ledger
-from chargeback.testing.process import free_port
+from chargeback.testing.authproxy import PrometheusProxy
 from tests.e2e.conftest import (
     GROUP,
     VERSION,
@@ -40,64 +37,10 @@ from tests.e2e.test_operator import _iso, create_pricing, pricing_body, report_b
 HOUR = 3_600_000
 
 
-class FaultyPrometheus:
-    """A loopback proxy to a real Prometheus that can answer in the wrong shape, or hang."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.mode = "proxy"
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _forward(self, method: str) -> None:
-                if proxy.mode == "hang":
-                    time.sleep(30)
-                    return
-                if proxy.mode == "wrong" and self.path.startswith("/api/v1/"):
-                    self._send(200, b'{"status": "success", "data": {"result": "surprise"}}')
-                    return
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                headers = {"Content-Type": self.headers.get("Content-Type", "")}
-                url = proxy.target + self.path
-                request = urllib.request.Request(url, body, headers, method=method)  # noqa: S310
-                try:
-                    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-                        self._send(response.status, response.read())
-                except urllib.error.HTTPError as exc:  # Prometheus' own 4xx/5xx, passed on
-                    self._send(exc.code, exc.read())
-
-            def _send(self, code: int, payload: bytes) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def do_GET(self) -> None:
-                self._forward("GET")
-
-            def do_POST(self) -> None:
-                self._forward("POST")
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def faulty(live: Live) -> Iterator[FaultyPrometheus]:
-    proxy = FaultyPrometheus(live.prometheus.url)
-    yield proxy
-    proxy.close()
+def faulty(live: Live) -> Iterator[PrometheusProxy]:
+    with PrometheusProxy(live.prometheus.url) as proxy:
+        yield proxy
 
 
 def _source(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
@@ -106,7 +49,7 @@ def _source(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("fault", ["wrong", "hang"])
 def test_a_prometheus_that_answers_wrongly_or_hangs_is_a_condition_and_recovers(
-    operator_factory: OperatorFactory, faulty: FaultyPrometheus, live: Live,
+    operator_factory: OperatorFactory, faulty: PrometheusProxy, live: Live,
     api_client: client.ApiClient, namespace: str, fault: str,
 ) -> None:  # fmt: skip
     operator_factory(prometheus_url=faulty.url, prometheus_timeout_seconds=1.0)
@@ -116,7 +59,7 @@ def test_a_prometheus_that_answers_wrongly_or_hangs_is_a_condition_and_recovers(
         report_body("r", pricing, schedule={"interval": "daily"}),
     )  # fmt: skip
     wait_ready(api_client, namespace, "r")
-    faulty.mode = fault
+    faulty.fault = fault
     started = time.monotonic()
     down = wait_for(lambda: (c := _source(api_client, namespace, "r")).get("status") == "False"
                     and c, timeout=60, what=f"SourceAvailable=False ({fault})")  # fmt: skip
@@ -124,7 +67,7 @@ def test_a_prometheus_that_answers_wrongly_or_hangs_is_a_condition_and_recovers(
     assert time.monotonic() - started < 30
     words = "unexpected shape" if fault == "wrong" else "unreachable"
     assert words in down["message"], down
-    faulty.mode = "proxy"
+    faulty.fault = ""
     wait_for(lambda: _source(api_client, namespace, "r").get("status") == "True", timeout=60,
              what="recovery once Prometheus answers again")  # fmt: skip
 

@@ -24,7 +24,7 @@ from chargeback.adapters.prometheus import (
 from chargeback.api.source import SourceSpec
 from chargeback.services.collect import Collector
 from chargeback.testing import pki
-from chargeback.testing.authproxy import AuthProxy, write_token
+from chargeback.testing.authproxy import PrometheusProxy, write_token
 from chargeback.testing.process import free_port
 from chargeback.testing.simulator import HOUR_MS
 from tests.integration.conftest import END, T0, Traffic, differences, ledger_totals
@@ -107,15 +107,15 @@ def test_sigkill_at_random_points_never_double_counts(traffic: Traffic, tmp_path
 
 
 @pytest.fixture
-def thanos(traffic: Traffic, tmp_path: Path) -> tuple[AuthProxy, Path, Path]:
+def thanos(traffic: Traffic, tmp_path: Path) -> tuple[PrometheusProxy, Path, Path]:
     ca = pki.make_ca(tmp_path, "service-ca")
     serving = pki.make_serving_cert(ca, tmp_path, "thanos-querier")
     token_file = write_token(tmp_path / "token", "good-token")
-    return AuthProxy(traffic.prometheus.url, serving, "good-token"), token_file, ca.cert
+    return PrometheusProxy(traffic.prometheus.url, serving, "good-token"), token_file, ca.cert
 
 
 def test_bearer_token_and_ca_behind_a_proxy(
-    traffic: Traffic, thanos: tuple[AuthProxy, Path, Path], tmp_path: Path
+    traffic: Traffic, thanos: tuple[PrometheusProxy, Path, Path], tmp_path: Path
 ) -> None:
     proxy, token_file, ca_file = thanos
     with proxy:

@@ -7,13 +7,13 @@ when that CRD exists. Both are owned by the TierPricing, so they go when it goes
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from chargeback.adapters.ttl import TtlCache
 from chargeback.api.common import API_VERSION
 from chargeback.domain.names import LABEL_VALUE, fit
 
@@ -50,18 +50,12 @@ def _owner(owner: PricingOwner) -> list[client.V1OwnerReference]:
                                     name=owner.name, uid=owner.uid, controller=True)]  # fmt: skip
 
 
-_DISCOVERY_TTL_S = 30.0
-_discovered: dict[int, tuple[float, bool]] = {}
+_discovered: TtlCache[bool] = TtlCache(30.0)
 
 
 def grafana_operator_installed(api: client.ApiClient) -> bool:
     """Whether the GrafanaDashboard API exists (discovery cached for 30 s per client)."""
-    cached = _discovered.get(id(api))
-    if cached is not None and time.monotonic() - cached[0] < _DISCOVERY_TTL_S:
-        return cached[1]
-    found = _discover(api)
-    _discovered[id(api)] = (time.monotonic(), found)
-    return found
+    return _discovered.get(id(api), lambda: _discover(api))
 
 
 def _discover(api: client.ApiClient) -> bool:

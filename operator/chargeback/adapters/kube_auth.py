@@ -10,13 +10,12 @@ its SHA-256), so a scraper does not cost two API calls per scrape.
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from chargeback.adapters.ttl import TtlCache
 from chargeback.api.common import GROUP
 
 CACHE_SECONDS = 10.0
@@ -46,59 +45,38 @@ class AuthUnavailable(RuntimeError):
     """The API server could not answer a review (the request gets 503, never access)."""
 
 
-@dataclass
-class _Cache:
-    entries: dict[tuple[str, ...], tuple[float, object]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def get(self, key: tuple[str, ...]) -> object | None:
-        with self.lock:
-            hit = self.entries.get(key)
-            if hit is None or time.monotonic() - hit[0] > CACHE_SECONDS:
-                return None
-            return hit[1]
-
-    def put(self, key: tuple[str, ...], value: object) -> None:
-        with self.lock:
-            if len(self.entries) >= CACHE_ENTRIES:
-                self.entries.clear()
-            self.entries[key] = (time.monotonic(), value)
-
-
 class KubernetesAuth:
     """TokenReview and SubjectAccessReview through the operator's own client."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self.authn = client.AuthenticationV1Api(api)
         self.authz = client.AuthorizationV1Api(api)
-        self._users = _Cache()
-        self._decisions = _Cache()
+        self._users: TtlCache[User | None] = TtlCache(CACHE_SECONDS, CACHE_ENTRIES)
+        self._decisions: TtlCache[bool] = TtlCache(CACHE_SECONDS, CACHE_ENTRIES)
 
     def authenticate(self, token: str) -> User | None:
         """The user the token belongs to, or None when it is not valid."""
-        key = (hashlib.sha256(token.encode()).hexdigest(),)
-        cached = self._users.get(key)
-        if cached is not None:
-            return cached if isinstance(cached, User) else None
+        key = hashlib.sha256(token.encode()).hexdigest()
+        return self._users.get(key, lambda: self._review(token))
+
+    def _review(self, token: str) -> User | None:
         review = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token))
         try:
             status = self.authn.create_token_review(review).status
         except ApiException as exc:
             raise AuthUnavailable(f"TokenReview failed: {exc.status} {exc.reason}") from exc
-        user: User | None = None
-        if status is not None and status.authenticated and status.user is not None:
-            info = status.user
-            extra = tuple(sorted((k, tuple(v)) for k, v in (info.extra or {}).items()))
-            user = User(info.username or "", info.uid or "", tuple(info.groups or ()), extra)
-        self._users.put(key, user if user is not None else False)
-        return user
+        if status is None or not status.authenticated or status.user is None:
+            return None
+        info = status.user
+        extra = tuple(sorted((k, tuple(v)) for k, v in (info.extra or {}).items()))
+        return User(info.username or "", info.uid or "", tuple(info.groups or ()), extra)
 
     def allowed(self, user: User, access: Access) -> bool:
         """Whether ``user`` may have ``access`` (RBAC, as the API server decides)."""
-        key = (user.name, user.uid, *user.groups, access.namespace, access.report, access.path)
-        cached = self._decisions.get(key)
-        if isinstance(cached, bool):
-            return cached
+        key = (user, access)
+        return self._decisions.get(key, lambda: self._decide(user, access))
+
+    def _decide(self, user: User, access: Access) -> bool:
         spec = client.V1SubjectAccessReviewSpec(
             user=user.name,
             uid=user.uid or None,
@@ -117,6 +95,4 @@ class KubernetesAuth:
             )
         except ApiException as exc:
             raise AuthUnavailable(f"SubjectAccessReview failed: {exc.status} {exc.reason}") from exc
-        decision = bool(review.status and review.status.allowed)
-        self._decisions.put(key, decision)
-        return decision
+        return bool(review.status and review.status.allowed)

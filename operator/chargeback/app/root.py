@@ -29,6 +29,7 @@ from chargeback.adapters.kube_auth import KubernetesAuth
 from chargeback.adapters.ledger import Ledger, LedgerError
 from chargeback.adapters.pricing_ledger import PricingLedger
 from chargeback.adapters.prometheus import PrometheusClient, PrometheusSettings
+from chargeback.adapters.ttl import TtlCache
 from chargeback.api.base import problems
 from chargeback.api.scope import UsageScopeSpec
 from chargeback.app.settings import OperatorSettings
@@ -42,6 +43,10 @@ from chargeback.services.scope import ScopeReconciler
 from chargeback.services.usage_report import Tenancy, UsageReportReconciler
 
 log = logging.getLogger(__name__)
+
+CLUSTER_READS_TTL_S = 5.0
+"""How long reports share what they read from the API server each refresh: the UsageScopes, a
+namespace's labels, whether a TierPricing exists. A change applies within this plus a refresh."""
 
 
 def scopes_of(items: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, UsageScopeSpec]]:
@@ -162,8 +167,12 @@ def build_operator(
     ledger = Ledger(settings.ledger_dsn)
     infra = settings.infrastructure()
 
+    # Every report asks these at every refresh; reports refreshed together share one answer.
+    reads: TtlCache[Any] = TtlCache(CLUSTER_READS_TTL_S)
+
     def pricing_exists(name: str) -> bool:
-        return object_uid(api, "tierpricings", name) is not None
+        uid = reads.get(("tierpricing", name), lambda: object_uid(api, "tierpricings", name))
+        return uid is not None
 
     pricing = PricingReconciler(PricingLedger(ledger), clock, exists=pricing_exists)
     reports = UsageReportReconciler(
@@ -173,8 +182,10 @@ def build_operator(
         dashboards=DashboardProvisioner(api, settings.dashboards(), infra),
         groups=lambda: openshift_groups(api),
         tenancy=Tenancy(
-            scopes=lambda: scopes_of(usage_scopes(api)),
-            namespace_labels=lambda name: namespace_labels(api, name),
+            scopes=lambda: reads.get("usagescopes", lambda: scopes_of(usage_scopes(api))),
+            namespace_labels=lambda name: reads.get(
+                ("namespace", name), lambda: namespace_labels(api, name)
+            ),
             unrestricted=settings.unrestricted_namespaces,
         ),
         history_days=settings.history_days,
