@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from chargeback.adapters.ttl import TtlCache
+from chargeback.adapters.kube import custom_resource_exists
 from chargeback.api.common import API_VERSION
 from chargeback.domain.names import LABEL_VALUE, fit
 
@@ -50,25 +50,9 @@ def _owner(owner: PricingOwner) -> list[client.V1OwnerReference]:
                                     name=owner.name, uid=owner.uid, controller=True)]  # fmt: skip
 
 
-_discovered: TtlCache[bool] = TtlCache(30.0)
-
-
 def grafana_operator_installed(api: client.ApiClient) -> bool:
     """Whether the GrafanaDashboard API exists (discovery cached for 30 s per client)."""
-    return _discovered.get(id(api), lambda: _discover(api))
-
-
-def _discover(api: client.ApiClient) -> bool:
-    groups = client.ApisApi(api).get_api_versions().groups or []
-    if not any(group.name == GRAFANA_GROUP for group in groups):
-        return False
-    try:
-        resources = client.CustomObjectsApi(api).get_api_resources(GRAFANA_GROUP, GRAFANA_VERSION)
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return any(r.name == GRAFANA_PLURAL for r in resources.resources or [])
+    return custom_resource_exists(api, GRAFANA_GROUP, GRAFANA_VERSION, GRAFANA_PLURAL)
 
 
 def wants_grafana_dashboard(api: client.ApiClient, settings: DashboardSettings) -> bool:

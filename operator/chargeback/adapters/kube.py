@@ -1,4 +1,4 @@
-"""Kubernetes reads the services need beyond kopf: OpenShift Groups for team attribution."""
+"""Kubernetes reads the services need beyond kopf: Groups, scopes, namespaces, API discovery."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any, cast
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from chargeback.adapters.ttl import TtlCache
 from chargeback.api.common import GROUP, VERSION
 
 OPENSHIFT_USER_GROUP = "user.openshift.io"
@@ -99,3 +100,25 @@ def namespace_labels(api: client.ApiClient, name: str) -> dict[str, str]:
         raise
     metadata = namespace.metadata
     return dict(metadata.labels or {}) if metadata is not None else {}
+
+
+_discovered: TtlCache[bool] = TtlCache(30.0)
+
+
+def custom_resource_exists(api: client.ApiClient, group: str, version: str, plural: str) -> bool:
+    """Whether the API serves ``plural`` in ``group/version`` (discovery cached for 30 s)."""
+    key = (id(api), group, version, plural)
+    return _discovered.get(key, lambda: _discover(api, group, version, plural))
+
+
+def _discover(api: client.ApiClient, group: str, version: str, plural: str) -> bool:
+    groups = client.ApisApi(api).get_api_versions().groups or []
+    if not any(g.name == group for g in groups):
+        return False
+    try:
+        resources = client.CustomObjectsApi(api).get_api_resources(group, version)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return any(r.name == plural for r in resources.resources or [])

@@ -31,6 +31,20 @@ forecast_tokens = Gauge(
     "chargeback_forecast_tokens", "Forecast tokens of a model in the next period.",
     ["namespace", "report", "model", "bound"], registry=REGISTRY,
 )  # fmt: skip
+BUDGET_LABELS = ("namespace", "report", "budget", "scope", "match", "currency")
+budget_amount = Gauge(
+    "chargeback_budget_amount", "A budget's amount per period, in the report's currency.",
+    BUDGET_LABELS, registry=REGISTRY,
+)  # fmt: skip
+budget_spent = Gauge(
+    "chargeback_budget_spent", "Spent against a budget in the report's open period.",
+    BUDGET_LABELS, registry=REGISTRY,
+)  # fmt: skip
+budget_projected = Gauge(
+    "chargeback_budget_projected",
+    "Spending projected at the period's end at its run rate (absent early in a period).",
+    BUDGET_LABELS, registry=REGISTRY,
+)  # fmt: skip
 tier_price = Gauge(
     "chargeback_tier_price", "Price per unit of tokens of the version in force.",
     ["pricing", "tier", "model", "currency"], registry=REGISTRY,
@@ -60,7 +74,8 @@ reconcile_seconds = Histogram(
 def forget_report(namespace: str, report: str) -> None:
     """Drop a deleted report's series (prometheus-client has no remove-by-prefix)."""
     for gauge in (report_tokens, report_cost, report_unpriced, model_infra_cost,
-                  model_gpu_hours, forecast_tokens):  # fmt: skip
+                  model_gpu_hours, forecast_tokens, budget_amount, budget_spent,
+                  budget_projected):  # fmt: skip
         for labels in list(gauge._metrics):  # the registry's own view of its label sets
             if labels[:2] == (namespace, report):
                 gauge.remove(*labels)

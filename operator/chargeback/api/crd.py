@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from chargeback.api.budget import BUDGET_LIST_RULES, BUDGET_RULES
 from chargeback.api.common import GROUP, VERSION
 from chargeback.api.pricing import TierPricingSpec, TierPricingStatus
 from chargeback.api.report import UsageReportSpec, UsageReportStatus
@@ -51,7 +52,10 @@ PERIOD_RULES: list[dict[str, str]] = [
         "fieldPath": ".start",
     }
 ]
-RULES_BY_DEF: dict[str, list[dict[str, str]]] = {"FixedPeriod": PERIOD_RULES}
+RULES_BY_DEF: dict[str, list[dict[str, str]]] = {
+    "FixedPeriod": PERIOD_RULES,
+    "Budget": BUDGET_RULES,
+}
 
 
 def structural(model: type[BaseModel], rules: list[dict[str, str]] | None = None) -> dict[str, Any]:
@@ -206,7 +210,7 @@ def usage_report_crd() -> dict[str, Any]:
         scope="Namespaced",
         description="A chargeback report of AI token usage and cost per user, team, model and "
         "tier over fixed or recurring periods.",
-        spec=structural(UsageReportSpec, REPORT_RULES),
+        spec=structural(UsageReportSpec, REPORT_RULES + BUDGET_LIST_RULES),
         status=structural(UsageReportStatus),
         columns=[
             READY_COLUMN,

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, Strict, field_validator, model_validator
 
 from chargeback.api.base import ApiModel
+from chargeback.api.budget import Budgets, BudgetStatuses
 from chargeback.api.common import (
     Conditions,
     DnsLabel,
@@ -116,6 +117,8 @@ class UsageReportSpec(ApiModel):
     """Recurring periods. Exactly one of period and schedule is set."""
     top_users: Annotated[int, Strict(), Field(ge=1, le=50)] = 10
     """How many top users the status lists."""
+    budgets: Budgets = []  # noqa: RUF012
+    """Spending limits per period that alert (status, events, metrics, alert rules)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> UsageReportSpec:
@@ -125,6 +128,8 @@ class UsageReportSpec(ApiModel):
         team_label = self.attribution.team_label
         if team_label is not None and team_label not in self.source.extra_labels:
             raise ValueError("attribution.teamLabel must be listed in source.extraLabels")
+        unique([b.name for b in self.budgets], "budget")
+        unique([":".join(b.key) for b in self.budgets], "budget scope and match")
         return self
 
 
@@ -250,7 +255,7 @@ class UsageReportStatus(ApiModel):
     observed_generation: int = 0
     """The metadata.generation last processed."""
     conditions: Conditions = []  # noqa: RUF012
-    """Ready, Priced, DataComplete, SourceAvailable, CostToValue, Forecast."""
+    """Ready, Priced, DataComplete, SourceAvailable, CostToValue, Forecast, WithinBudget."""
     period: FixedPeriod | None = None
     """The period this summary covers."""
     currency: Annotated[str, Field(max_length=3)] = ""
@@ -271,6 +276,8 @@ class UsageReportStatus(ApiModel):
     """Revenue against infrastructure cost; unset when unavailable (see CostToValue)."""
     forecast: ForecastSummary | None = None
     """Next period's usage forecast; unset when unavailable (see Forecast condition)."""
+    budgets: BudgetStatuses = []  # noqa: RUF012
+    """Where each budget stands in the period shown (see WithinBudget)."""
     exports: Annotated[list[Annotated[str, Field(max_length=253)]], Field(max_length=64)] = []  # noqa: RUF012
     """ConfigMaps holding the full document (JSON and CSV) of the period shown."""
     last_refresh_time: dt.datetime | None = None

@@ -21,6 +21,7 @@ class Type(StrEnum):
     COST_TO_VALUE = "CostToValue"
     FORECAST = "Forecast"
     AUTHORIZED = "Authorized"
+    WITHIN_BUDGET = "WithinBudget"
 
 
 class Reason(StrEnum):
@@ -50,10 +51,16 @@ class Reason(StrEnum):
     SCOPE_CONFLICT = "ScopeConflict"
     SOURCE_NOT_ALLOWED = "SourceNotAllowed"
     INVALID_SCOPE = "InvalidScope"
+    UNDER_BUDGET = "UnderBudget"
+    THRESHOLD_CROSSED = "ThresholdCrossed"
+    PROJECTED_TO_EXCEED = "ProjectedToExceed"
+    BUDGET_EXCEEDED = "BudgetExceeded"
     # Reasons of events only
     SOURCE_UNAVAILABLE = "SourceUnavailable"
     FINALIZED = "Finalized"
     DASHBOARD_NOT_PROVISIONED = "DashboardNotProvisioned"
+    BUDGET_THRESHOLD = "BudgetThresholdReached"
+    ALERT_RULES_NOT_PROVISIONED = "AlertRulesNotProvisioned"
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ class Event:
     warning: bool
     reason: Reason | str
     message: str
+    deduplicate: bool = True
+    """Warn once per change of reason (failures); False: the caller already posts it once."""
 
 
 @dataclass

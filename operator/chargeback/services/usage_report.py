@@ -8,6 +8,7 @@ outcome out.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +32,7 @@ from chargeback.domain.pricing import PriceBook
 from chargeback.domain.reports import iso
 from chargeback.domain.scopes import Denied, Grant, authorize
 from chargeback.domain.selectors import SelectorError, parse_selector
-from chargeback.services import report_metrics
+from chargeback.services import budgets, report_metrics
 from chargeback.services.collect import CollectError
 from chargeback.services.dashboards import DashboardProvisioner
 from chargeback.services.outcome import Event, Failure, Outcome, outcome, unexpected
@@ -48,6 +49,8 @@ from chargeback.services.status import (
 log = logging.getLogger(__name__)
 
 Groups = Callable[[], dict[str, list[str]] | None]
+RULES_RECHECK_MS = 10 * 60_000
+"""A report's PrometheusRule is rewritten when its budgets change, and checked this often."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ class UsageReportReconciler:
         self._guard = threading.Lock()
         self._final_totals: dict[tuple[str, int], PeriodSummary] = {}
         self._warned: dict[str, tuple[frozenset[str], str]] = {}
+        self._rules_written: dict[str, tuple[str, int]] = {}
 
     def current(self, key: str) -> Rendered | None:
         """The open period of report ``namespace/name`` as last rendered."""
@@ -149,8 +153,11 @@ class UsageReportReconciler:
     def _once(self, key: str, result: Outcome) -> Outcome:
         """Warnings once per change of reason, and a failure marked when it is the same again."""
         before, failed_before = self._warned.get(key, (frozenset(), ""))
-        reasons = frozenset(str(e.reason) for e in result.events if e.warning)
-        result.events = [e for e in result.events if not e.warning or str(e.reason) not in before]
+        repeatable = [e for e in result.events if e.warning and e.deduplicate]
+        reasons = frozenset(str(e.reason) for e in repeatable)
+        result.events = [
+            e for e in result.events if e not in repeatable or str(e.reason) not in before
+        ]
         result.repeated = result.failure is not None and result.message == failed_before
         self._warned[key] = (reasons, result.message if result.failure else "")
         return result
@@ -196,11 +203,17 @@ class UsageReportReconciler:
             events.append(Event(True, Reason.GAPS_RECORDED, gaps_message(document)))
         summary = summarize(document, top_users=checked.spec.top_users, exports=exports,
                             finals=self._finals(key, checked.spec), now_ms=now)  # fmt: skip
+        found = budgets.readings(checked.spec.budgets, document, status)
+        if found:
+            current.append(budgets.condition(found, document.currency))
+        events += budgets.events(found, document.currency) + self._rules(owner, checked.spec)
         result = summary.model_copy(update={
             "observed_generation": generation,
             "conditions": conditions(previous, current, now, generation),
+            "budgets": budgets.statuses(found, document.currency),
         })  # fmt: skip
         report_metrics.publish(owner, document, rendered.collected, self.clock())
+        budgets.publish(owner, found, document.currency)
         return outcome(status, _full_patch(result), events=events)
 
     def _render(
@@ -241,6 +254,17 @@ class UsageReportReconciler:
             log.warning("Could not provision the dashboard of UsageReport %s: %s", key, exc)
             return [Event(True, Reason.DASHBOARD_NOT_PROVISIONED, str(exc))]
         return []
+
+    def _rules(self, owner: Owner, spec: UsageReportSpec) -> list[Event]:
+        """The report's alert rules, written when its budgets change (and every 10 minutes)."""
+        key = f"{owner.namespace}/{owner.name}"
+        digest = json.dumps([b.model_dump(mode="json") for b in spec.budgets], sort_keys=True)
+        if self._rules_written.get(key) == (digest, int(self.clock() // RULES_RECHECK_MS)):
+            return []
+        events = budgets.provision_rules(self.api, owner, spec.budgets)
+        if not events:
+            self._rules_written[key] = (digest, int(self.clock() // RULES_RECHECK_MS))
+        return events
 
     def _check(self, spec: Mapping[str, Any]) -> Checked | Invalid:
         """The parsed spec and its prices, or why the report cannot run."""
