@@ -26,6 +26,7 @@ apt_install() {
   local missing=()
   command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
   local tool
   for tool in podman buildah runc mmdebstrap; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
@@ -36,7 +37,7 @@ apt_install() {
     missing+=(containernetworking-plugins iptables uidmap slirp4netns)
   fi
   if [ ${#missing[@]} -eq 0 ]; then
-    log "Debian packages present: prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'), postgresql $(ls /usr/lib/postgresql), $(podman --version)"
+    log "Debian packages present: prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'), alertmanager $(prometheus-alertmanager --version 2>&1 | head -1 | awk '{print $3}'), postgresql $(ls /usr/lib/postgresql), $(podman --version)"
     return
   fi
   log "Installing Debian packages: ${missing[*]}"
@@ -44,8 +45,12 @@ apt_install() {
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
   # The package starts system services we do not use; our fixtures run private instances.
-  systemctl disable --now prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true
+  local service
+  for service in prometheus prometheus-alertmanager; do
+    systemctl disable --now "$service" >/dev/null 2>&1 || service "$service" stop >/dev/null 2>&1 || true
+  done
   pkill -x prometheus >/dev/null 2>&1 || true
+  pkill -f '^/usr/bin/prometheus-alertmanager' >/dev/null 2>&1 || true
 }
 
 build_k8s() {

@@ -133,6 +133,34 @@ REPORT_CASES = [
     ("unknown field", setting("owner", "finance"), "spec.owner"),
 ]  # fmt: skip
 
+BUDGET = {"name": "extra", "amount": "10", "scope": "model", "match": "granite"}
+BUDGET_CASES = [
+    ("zero amount", setting("budgets.0.amount", "0.00"), "amount must be more than zero"),
+    ("negative amount", setting("budgets.0.amount", "-5"), "spec.budgets[0].amount"),
+    ("float amount", setting("budgets.0.amount", 500.5), "spec.budgets[0].amount"),
+    ("exponent amount", setting("budgets.0.amount", "5e2"), "spec.budgets[0].amount"),
+    ("missing amount", setting("budgets.0.amount", DELETE), "spec.budgets[0].amount"),
+    ("unknown budget scope", setting("budgets.1.scope", "tenant"), "spec.budgets[1].scope"),
+    ("team budget without match", setting("budgets.1.match", DELETE),
+     "spec.budgets[1].match: Invalid value"),
+    ("report budget with match", setting("budgets.0.match", "x"),
+     "spec.budgets[0].match: Invalid value"),
+    ("duplicate budget name", setting("budgets.2", {**BUDGET, "name": "all-usage"}),
+     "spec.budgets[2]"),
+    ("duplicate budget scope", setting("budgets.2", {**BUDGET, "scope": "team",
+                                                     "match": "data-science"}),
+     "two budgets count the same scope and match"),
+    ("threshold 0", setting("budgets.1.thresholds.0", 0), "spec.budgets[1].thresholds[0]"),
+    ("threshold 1001", setting("budgets.1.thresholds.0", 1001), "spec.budgets[1].thresholds[0]"),
+    ("repeated threshold", setting("budgets.1.thresholds", [80, 80]),
+     "spec.budgets[1].thresholds[1]"),
+    ("no thresholds", setting("budgets.1.thresholds", []), "spec.budgets[1].thresholds"),
+    ("bad budget name", setting("budgets.0.name", "All Usage"), "spec.budgets[0].name"),
+    ("too many budgets", setting("budgets", [{**BUDGET, "name": f"b{i}", "match": f"m{i}"}
+                                             for i in range(21)]), "spec.budgets"),
+    ("unknown budget field", setting("budgets.0.limit", "hard"), "spec.budgets[0].limit"),
+]  # fmt: skip
+
 FIXED_CASES = [
     ("start after end", setting("period.start", "2026-02-01T00:00:00Z"),
      "period.start must be before period.end"),
@@ -144,7 +172,7 @@ FIXED_CASES = [
 
 CASES = (
     [("tierpricing.yaml", *c) for c in PRICING_CASES]
-    + [("usagereport-monthly.yaml", *c) for c in REPORT_CASES]
+    + [("usagereport-monthly.yaml", *c) for c in REPORT_CASES + BUDGET_CASES]
     + [("usagereport-fixed.yaml", *c) for c in FIXED_CASES]
 )
 

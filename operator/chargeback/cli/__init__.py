@@ -10,6 +10,7 @@ import logging
 import click
 
 from chargeback import __version__
+from chargeback.cli.alerts import alerts
 from chargeback.cli.collect import collect, ledger
 from chargeback.cli.dashboards import dashboards
 from chargeback.cli.demo import demo
@@ -28,5 +29,5 @@ def main(verbose: bool) -> None:
     )
 
 
-for command in (collect, ledger, report, run, dashboards, demo):
+for command in (collect, ledger, report, run, dashboards, alerts, demo):
     main.add_command(command)

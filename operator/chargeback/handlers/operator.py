@@ -15,13 +15,19 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 import kopf
 
 from chargeback.api.common import GROUP, VERSION
-from chargeback.app.root import Operator, api_server_address, build_operator, kubernetes_client
+from chargeback.app.root import (
+    Operator,
+    api_server_address,
+    build_operator,
+    kubernetes_client,
+    now_ms,
+)
 from chargeback.app.settings import OperatorSettings
 from chargeback.services import report_metrics
 from chargeback.services.outcome import Failure, Outcome
@@ -59,7 +65,7 @@ def startup(
         prefix="chargeback.dev", key="last-handled-configuration"
     )
     config: OperatorSettings = memo.settings
-    memo.operator = build_operator(config, kubernetes_client())
+    memo.operator = build_operator(config, kubernetes_client(), memo.clock or now_ms)
     memo.operator.serve()
     logger.info("Started with Prometheus %s and ledger %s", config.prometheus_url,
                 config.ledger_dsn.split("@")[-1])  # fmt: skip
@@ -178,12 +184,16 @@ def run_operator(
     *,
     liveness_port: int | None = None,
     stop_flag: threading.Event | None = None,
+    clock: Callable[[], int] | None = None,
 ) -> None:
-    """Run kopf with these handlers until stopped (one replica by design)."""
+    """Run kopf with these handlers until stopped (one replica by design).
+
+    ``clock``: epoch milliseconds the reconcilers take as now (tests travel in time with it).
+    """
     namespaces = settings.watched_namespaces
     kopf.run(
         registry=registry(settings),
-        memo=kopf.Memo(settings=settings),
+        memo=kopf.Memo(settings=settings, clock=clock),
         standalone=True,
         clusterwide=not namespaces,
         namespaces=namespaces,

@@ -17,14 +17,29 @@ START_TIMEOUT = 60.0
 _CONFIG = "global:\n  scrape_interval: 1m\n  evaluation_interval: 1m\nscrape_configs: []\n"
 
 
-def _config(targets: list[str], token_file: Path | None = None) -> str:
+def _config(
+    targets: list[str],
+    token_file: Path | None = None,
+    rule_files: list[Path] | None = None,
+    alertmanager: str | None = None,
+) -> str:
     if not targets:
         return _CONFIG
     listed = ", ".join(f'"{t}"' for t in targets)
     # A bearer token, as OpenShift monitoring scrapes a protected /metrics.
     auth = f"    authorization:\n      credentials_file: {token_file}\n" if token_file else ""
+    rules = "".join(f"  - {path}\n" for path in rule_files or [])
+    alerting = (
+        f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: "
+        f'["{alertmanager.split("://")[-1]}"]\n'
+        if alertmanager
+        else ""
+    )
     return (
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        + (f"rule_files:\n{rules}" if rules else "")
+        + alerting
+        + "scrape_configs:\n"
         f"  - job_name: live\n{auth}    static_configs:\n      - targets: [{listed}]\n"
     )
 
@@ -60,10 +75,13 @@ class PrometheusServer:
         scrape_targets: list[str] | None = None,
         scrape_token: str | None = None,
         program: str = "prometheus",
+        rule_files: list[Path] | None = None,
+        alertmanager: str | None = None,
     ) -> None:
         """``program``: "prometheus" (Debian's 2.x) or "prometheus3" (built by make tools).
 
-        ``scrape_token``: the bearer token to scrape ``scrape_targets`` with.
+        ``scrape_token``: the bearer token to scrape ``scrape_targets`` with;
+        ``rule_files``: rules to evaluate every second; ``alertmanager``: its URL, for alerts.
         """
         self._owns_dir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="chargeback-prom-"))
@@ -78,7 +96,9 @@ class PrometheusServer:
         if scrape_token:
             token_file = self.workdir / "scrape-token"
             token_file.write_text(scrape_token)
-        (self.workdir / "prometheus.yml").write_text(_config(scrape_targets or [], token_file))
+        (self.workdir / "prometheus.yml").write_text(
+            _config(scrape_targets or [], token_file, rule_files, alertmanager)
+        )
         self.process = ManagedProcess(
             "prometheus",
             [
