@@ -39,6 +39,8 @@ class Operator:
     ledger_dsn: str
     token: str
     """A token allowed everything (the cluster admin's), for the guarded endpoint."""
+    stop: Callable[[], None] = lambda: None
+    """Stop this operator (as a pod ends); the fixture stops the others at teardown."""
 
     def get(self, path: str, token: str | None = None) -> tuple[int, str]:
         """GET ``path`` from the operator's endpoint with ``token`` (default: the admin's)."""
@@ -69,7 +71,7 @@ def operator_factory(
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
     started: list[tuple[threading.Thread, threading.Event, list[BaseException]]] = []
 
-    def start(**overrides: Any) -> Operator:
+    def start(clock: Callable[[], int] | None = None, **overrides: Any) -> Operator:
         port = free_port()
         dsn = f"sqlite:///{tmp_path / f'ledger{len(started)}.db'}"
         settings = OperatorSettings(**{
@@ -81,15 +83,21 @@ def operator_factory(
 
         def operate() -> None:
             try:
-                run_operator(settings, stop_flag=stop)
+                run_operator(settings, stop_flag=stop, clock=clock)
             except BaseException as exc:  # reported by the fixture below
                 failures.append(exc)
 
         thread = threading.Thread(target=operate, name="operator", daemon=True)
         thread.start()
         started.append((thread, stop, failures))
-        return Operator(settings, f"http://127.0.0.1:{port}", settings.ledger_dsn,
-                        cluster.admin_token)  # fmt: skip
+
+        def halt() -> None:
+            stop.set()
+            thread.join(timeout=60)
+            assert not thread.is_alive(), "the operator did not stop within 60 s"
+
+        return Operator(settings, f"http://127.0.0.1:{settings.metrics_port}",
+                        settings.ledger_dsn, cluster.admin_token, halt)  # fmt: skip
 
     yield start
     for _, stop, _ in started:
