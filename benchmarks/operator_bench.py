@@ -18,6 +18,7 @@ from typing import Any
 from kubernetes import client
 
 from chargeback.adapters.kube import client_from_kubeconfig
+from chargeback.api.budget import Budget
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.report import Attribution, PeriodSummary
 from chargeback.domain.attribution import TeamResolver
@@ -25,6 +26,7 @@ from chargeback.domain.periods import Period
 from chargeback.domain.pricing import PriceBook, PriceVersion
 from chargeback.domain.reports import build_document
 from chargeback.domain.usage import UsageRow
+from chargeback.services import budgets as budget_service
 from chargeback.services.status import summarize
 from chargeback.testing.kube import ControlPlane, install_crds
 from chargeback.testing.process import free_port
@@ -135,6 +137,14 @@ def status_at(users: int) -> dict[str, Any]:
     exports = [f"r-2026010{i}t0000" for i in range(9)]
     status = summarize(document, top_users=50, finals=finals, exports=exports,
                        now_ms=2 * 24 * HOUR_MS)  # fmt: skip
+    # The most budgets a report may have, each on a user with the longest name allowed.
+    budgets = [
+        Budget(name=f"b{i:02d}", amount="1", scope="user", match=f"user-{i:05d}-" + "u" * 242,
+               thresholds=list(range(10, 101, 10)))
+        for i in range(20)
+    ]  # fmt: skip
+    found = budget_service.readings(budgets, document, {})
+    status = status.model_copy(update={"budgets": budget_service.statuses(found, "USD")})
     dumped: dict[str, Any] = status.model_dump(mode="json", by_alias=True)
     return dumped
 

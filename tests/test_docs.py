@@ -54,6 +54,8 @@ EXERCISED_BY = {
     "chargeback report": "tests.test_docs::test_readme_prometheus_commands_as_written",
     "chargeback collect": "tests.test_docs::test_readme_prometheus_commands_as_written",
     "chargeback ledger show": "tests.test_docs::test_readme_prometheus_commands_as_written",
+    "chargeback alerts": "tests.test_docs::test_budget_rule_commands_as_written",
+    "promtool check rules": "tests.test_docs::test_budget_rule_commands_as_written",
 }
 
 
@@ -99,9 +101,9 @@ READER_VALUES = {
 }
 
 
-def readme_block(first_command: str) -> str:
-    """The README's ```sh block that starts with ``first_command``."""
-    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+def readme_block(first_command: str, document: str = "README.md") -> str:
+    """The ```sh block of ``document`` (the README) that starts with ``first_command``."""
+    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / document).read_text(), flags=re.S)
     (block,) = [b for b in blocks if b.startswith(first_command)]
     return block
 
@@ -244,3 +246,20 @@ def test_readme_prometheus_commands_as_written(
     # `ledger show --by model` prints what `collect` kept: every model of the pilot week.
     models = {key[1][2] for key in sim.samples if key[1][2]}
     assert all(model in run.stdout for model in models), run.stdout
+
+
+def test_budget_rule_commands_as_written(
+    clean_install: CleanInstall, fresh_clone: Path, tmp_path: Path
+) -> None:
+    """docs/budgets.md's rule file commands, typed at the clone's root with the installed CLI."""
+    script = readme_block("chargeback alerts", "docs/budgets.md")
+    (fresh_clone / "rules.yaml").unlink(missing_ok=True)
+    run = subprocess.run(["bash", "-e", "-c", script], cwd=fresh_clone, capture_output=True,
+                         text=True, timeout=120, env=reader_env(clean_install),
+                         check=False)  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "SUCCESS: 8 rules found" in run.stdout
+    rules = yaml.safe_load((fresh_clone / "rules.yaml").read_text())
+    (group,) = rules["groups"]
+    teams = {r["labels"].get("team") for r in group["rules"]}
+    assert teams == {None, "data-science"}  # the report-wide budget and the team's

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
@@ -161,6 +162,7 @@ def run_demo(options: DemoOptions, console: Console) -> bool:
         stack.callback(scraper.close)
         scraper.start()
         _dashboards(api, prometheus.url, scraper.url, options, console)
+        ok = _budget(api, access.kubeconfig, report, scraper.url, console) and ok
         if options.wait:
             _keep_running(operator, access.kubeconfig, console)
         return ok
@@ -215,6 +217,58 @@ def _dashboards(
                        time.time(), 24, folder / f"{name}.png")  # fmt: skip
         console.print(f"Dashboard {folder / name}.json (provisioned as ConfigMap default/{name}); "
                       f"picture {picture}")  # fmt: skip
+
+
+def _budget(
+    api: client.ApiClient, kubeconfig: Path, report: dict[str, Any], scraper_url: str,
+    console: Console,
+) -> bool:  # fmt: skip
+    """A budget crossing its warning threshold: status, events and the metric alerts read.
+
+    The sample's report-wide budget is set so that this demo's spending is 85% of it.
+    """
+    console.rule("A budget crossing its warning threshold")
+    cost = Decimal(report["status"]["totals"]["cost"])
+    if cost <= 0:
+        console.print("Nothing spent yet in this month: no budget to cross.")
+        return True
+    amount = str((cost / Decimal("0.85")).quantize(Decimal("0.01")))
+    objects = client.CustomObjectsApi(api)
+    body = cast("dict[str, Any]", objects.get_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, "usagereports", "monthly"))  # fmt: skip
+    budget = body["spec"]["budgets"][0]
+    budget["amount"] = amount
+    objects.replace_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "usagereports",
+                                             "monthly", body)  # fmt: skip
+    console.print(f"kubectl edit usagereport monthly: budget {budget['name']} amount {amount} "
+                  f"(this month has spent {cost})")  # fmt: skip
+
+    def warned() -> dict[str, Any] | None:
+        status = _ready(api, "monthly") or {}
+        entries = status.get("status", {}).get("budgets", [])
+        return next((b for b in entries if b["name"] == budget["name"]
+                     and b["amount"] == amount and 80 in b["crossed"]), None)  # fmt: skip
+
+    entry = _wait("Waiting for the budget's status", warned, console, 120)
+    console.print(f"status.budgets ({budget['name']}): {entry['spent']} of {entry['amount']} "
+                  f"spent ({entry['percent']}%), state {entry['state']}, "
+                  f"crossed {entry['crossed']}")  # fmt: skip
+    query = f'chargeback_budget_spent{{report="monthly",budget="{budget["name"]}"}}'
+    _wait("Waiting for Prometheus to scrape the budget's metric",
+          lambda: _has_data(scraper_url, urllib.parse.quote(query)), console, 60)  # fmt: skip
+    console.print(f"Metric {query} scraped (what `chargeback alerts` rules compare)")
+    events = _wait("Waiting for the events", lambda: _budget_events(kubeconfig), console, 60)
+    console.print(events, highlight=False)
+    return bool(entry["state"] == "warning")
+
+
+def _budget_events(kubeconfig: Path) -> str | None:
+    listed = subprocess.run([str(binary("kubectl")), "--kubeconfig", str(kubeconfig), "get",
+                             "events", "-n", NAMESPACE, "--field-selector",
+                             "reason=BudgetThresholdReached", "-o",
+                             "custom-columns=REASON:.reason,MESSAGE:.message"],
+                            capture_output=True, text=True, check=False).stdout  # fmt: skip
+    return listed if "reached 80%" in listed else None
 
 
 def _has_data(url: str, query: str) -> bool:
