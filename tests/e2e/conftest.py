@@ -159,3 +159,20 @@ def exported_document(api: client.ApiClient, namespace: str, report: dict[str, A
         report["status"]["exports"][0], namespace
     )
     return json.loads(export.data["report.json"])
+
+
+def foreign_crd(group: str, version: str, kind: str, plural: str) -> dict[str, Any]:
+    """A namespaced CRD of another project (schema left open): its API exists, as on a cluster
+    where that project is installed."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group, "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+            "versions": [{"name": version, "served": True, "storage": True, "schema": {
+                "openAPIV3Schema": {"type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": True}}}],
+        },
+    }  # fmt: skip

@@ -30,6 +30,7 @@ from tests.e2e.conftest import (
     Live,
     Operator,
     OperatorFactory,
+    foreign_crd,
     get_report,
     wait_for,
 )
@@ -204,18 +205,7 @@ def _refreshed(
     return wait
 
 
-RULES_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "prometheusrules.monitoring.coreos.com"},
-    "spec": {
-        "group": "monitoring.coreos.com", "scope": "Namespaced",
-        "names": {"plural": "prometheusrules", "singular": "prometheusrule",
-                  "kind": "PrometheusRule"},
-        "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
-            "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}],
-    },
-}  # fmt: skip
+RULES_CRD = foreign_crd("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules")
 
 
 def test_prometheus_rule_follows_the_budgets(

@@ -22,24 +22,16 @@ from tests.e2e.conftest import (
     Live,
     Operator,
     condition,
+    foreign_crd,
     get_report,
     local_zone_near_midday,
     wait_for,
 )
 from tests.e2e.test_operator import PRICES, _iso, create_pricing, pricing_body, report_body
 
-GRAFANA_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "grafanadashboards.grafana.integreatly.org"},
-    "spec": {
-        "group": "grafana.integreatly.org", "scope": "Namespaced",
-        "names": {"plural": "grafanadashboards", "singular": "grafanadashboard",
-                  "kind": "GrafanaDashboard"},
-        "versions": [{"name": "v1beta1", "served": True, "storage": True, "schema": {
-            "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}],
-    },
-}  # fmt: skip
+GRAFANA_CRD = foreign_crd(
+    "grafana.integreatly.org", "v1beta1", "GrafanaDashboard", "grafanadashboards"
+)
 
 
 def dashboard_maps(core: client.CoreV1Api, pricing: str) -> list[Any]:

@@ -20,6 +20,15 @@ def promtool(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, check=False)  # fmt: skip
 
 
+def series(spent: str, projected: str) -> list[dict[str, str]]:
+    """Input series of one budget (amount 100) minute by minute."""
+    return [
+        {"series": f"chargeback_budget_spent{{{SERIES}}}", "values": spent},
+        {"series": f"chargeback_budget_amount{{{SERIES}}}", "values": "100x3"},
+        {"series": f"chargeback_budget_projected{{{SERIES}}}", "values": projected},
+    ]
+
+
 def expected(rule: dict[str, Any], value: str, **labels: str) -> dict[str, Any]:
     """The alert promtool should see from ``rule`` at ``value``, with the series' labels."""
     series = dict(pair.split("=", 1) for pair in SERIES.split(","))
@@ -46,11 +55,7 @@ def test_rules_fire_at_thresholds_and_on_projection(tmp_path: Path) -> None:
         "evaluation_interval": "1m",
         "tests": [{
             "interval": "1m",
-            "input_series": [
-                {"series": f"chargeback_budget_spent{{{SERIES}}}", "values": "40 85 100 120"},
-                {"series": f"chargeback_budget_amount{{{SERIES}}}", "values": "100x3"},
-                {"series": f"chargeback_budget_projected{{{SERIES}}}", "values": "160 170 100 120"},
-            ],
+            "input_series": series("40 85 100 120", "160 170 100 120"),
             "alert_rule_test": [
                 # Projected past the amount before spending gets there: only the projection.
                 {"eval_time": "0m", "alertname": "ChargebackBudgetProjectedOverrun",
@@ -81,11 +86,7 @@ def test_a_steady_budget_raises_no_alert(tmp_path: Path) -> None:
         "rule_files": ["rules.yaml"],
         "tests": [{
             "interval": "1m",
-            "input_series": [
-                {"series": f"chargeback_budget_spent{{{SERIES}}}", "values": "10 20 30 40"},
-                {"series": f"chargeback_budget_amount{{{SERIES}}}", "values": "100x3"},
-                {"series": f"chargeback_budget_projected{{{SERIES}}}", "values": "80 80 80 80"},
-            ],
+            "input_series": series("10 20 30 40", "80 80 80 80"),
             "alert_rule_test": [
                 {"eval_time": f"{m}m", "alertname": name, "exp_alerts": []}
                 for m in range(4)

@@ -6,14 +6,13 @@ exists (OpenShift user-workload monitoring routes such rules to its Alertmanager
 
 from __future__ import annotations
 
-import json
 from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from chargeback.adapters.exports import MANAGED_BY, REPORT_LABEL, Owner
-from chargeback.adapters.kube import custom_resource_exists
+from chargeback.adapters.kube import api_reason, custom_resource_exists
 from chargeback.api.common import API_VERSION
 from chargeback.domain.names import LABEL_VALUE, fit
 
@@ -40,10 +39,7 @@ def apply_rules(api: client.ApiClient, owner: Owner, groups: list[dict[str, Any]
     try:
         _apply(client.CustomObjectsApi(api), owner, name, groups)
     except ApiException as exc:
-        try:
-            reason = json.loads(exc.body or "")["message"]
-        except (TypeError, ValueError, KeyError):
-            reason = f"{exc.status} {exc.reason}"
+        reason = api_reason(exc)
         raise AlertRulesError(
             f"cannot write PrometheusRule {name} in namespace {owner.namespace}: {reason}"
         ) from exc

@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from chargeback.adapters.kube import custom_resource_exists
+from chargeback.adapters.kube import api_reason, custom_resource_exists
 from chargeback.api.common import API_VERSION
 from chargeback.domain.names import LABEL_VALUE, fit
 
@@ -74,10 +74,7 @@ def provision(
     try:
         return _provision(api, settings, owner, name, document)
     except ApiException as exc:
-        try:
-            reason = json.loads(exc.body or "")["message"]
-        except (TypeError, ValueError, KeyError):
-            reason = f"{exc.status} {exc.reason}"
+        reason = api_reason(exc)
         raise DashboardError(
             f"cannot write dashboard {name} in namespace {settings.namespace}: {reason}"
         ) from exc

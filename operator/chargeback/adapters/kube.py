@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, cast
@@ -122,3 +123,11 @@ def _discover(api: client.ApiClient, group: str, version: str, plural: str) -> b
             return False
         raise
     return any(r.name == plural for r in resources.resources or [])
+
+
+def api_reason(exc: ApiException) -> str:
+    """The API server's message of a refused request (its Status), else the HTTP status."""
+    try:
+        return str(json.loads(exc.body or "")["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"{exc.status} {exc.reason}"
