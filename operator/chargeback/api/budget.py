@@ -80,7 +80,9 @@ class BudgetStatus(ApiModel):
     """Spent as a percentage of the amount, rounded down to 0.1."""
     projected: Money | None = None
     """Spending at period end at the period's run rate so far; unset early in a period."""
-    projection_method: Literal["RunRate"] | None = None
+    projection_method: (
+        Annotated[Literal["RunRate"], Field(json_schema_extra={"enum": ["RunRate"]})] | None
+    ) = None
     """How projected was computed: RunRate (spent / elapsed x period length)."""
     exceeds_at: dt.datetime | None = None
     """When the run rate reaches the amount, if that is before the period ends."""

@@ -99,8 +99,6 @@ def _convert(
             # Structural schemas have no patternProperties: the values' schema stays, the keys'
             # pattern is checked by the operator (a key no label can have matches nothing).
             out["additionalProperties"] = _convert(next(iter(value.values())), defs)
-        elif key == "const":
-            out["enum"] = [value]  # a one-value Literal
         elif _kept(key, value):
             out[key] = value
     if out.get("type") == "integer":
