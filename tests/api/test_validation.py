@@ -135,7 +135,7 @@ REPORT_CASES = [
 
 BUDGET = {"name": "extra", "amount": "10", "scope": "model", "match": "granite"}
 BUDGET_CASES = [
-    ("zero amount", setting("budgets.0.amount", "0.00"), "amount must be more than zero"),
+    ("zero amount", setting("budgets.0.amount", "0.00"), "spec.budgets[0].amount: Invalid value"),
     ("negative amount", setting("budgets.0.amount", "-5"), "spec.budgets[0].amount"),
     ("float amount", setting("budgets.0.amount", 500.5), "spec.budgets[0].amount"),
     ("exponent amount", setting("budgets.0.amount", "5e2"), "spec.budgets[0].amount"),

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+import yaml
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from chargeback.api.budget import Budget
 from chargeback.api.report import UsageReportSpec
+from chargeback.cli import main
 from chargeback.domain.alerts import budget_rules
 from chargeback.domain.budgets import Announced, read, run_rate, spent_in_scope
 from chargeback.domain.periods import Period
@@ -182,3 +186,28 @@ def test_alert_rules_name_the_team_and_threshold() -> None:
     assert group["rules"][1]["labels"]["severity"] == "critical"
     assert "never blocked" in first["annotations"]["runbook"]
     assert budget_rules("ns", "r", []) == {"groups": []}
+
+
+def test_alerts_command_names_what_is_missing(tmp_path: Path) -> None:
+    """A report without budgets, or an invalid one, is a CLI error naming the option/field."""
+    report = {"apiVersion": "chargeback.dev/v1alpha1", "kind": "UsageReport",
+              "metadata": {"name": "r", "namespace": "ns"},
+              "spec": {"pricingRef": {"name": "p"}, "schedule": {"interval": "daily"}}}  # fmt: skip
+    path = tmp_path / "report.yaml"
+    path.write_text(yaml.safe_dump(report))
+    result = CliRunner().invoke(main, ["alerts", "--report", str(path)])
+    assert result.exit_code == 2
+    assert "has no spec.budgets" in result.output
+    report["spec"]["budgets"] = [{"name": "b", "amount": "0"}]  # type: ignore[index]
+    path.write_text(yaml.safe_dump(report))
+    result = CliRunner().invoke(main, ["alerts", "--report", str(path)])
+    assert result.exit_code == 2
+    assert "spec.budgets.0" in result.output
+    assert "amount must be more than zero" in result.output
+    report["spec"]["budgets"] = [{"name": "b", "amount": "5", "thresholds": [90]}]  # type: ignore[index]
+    path.write_text(yaml.safe_dump(report))
+    result = CliRunner().invoke(main, ["alerts", "--report", str(path)])
+    assert result.exit_code == 0, result.output
+    (group,) = yaml.safe_load(result.output)["groups"]
+    assert [r["alert"] for r in group["rules"]] == ["ChargebackBudgetThreshold",
+                                                    "ChargebackBudgetProjectedOverrun"]  # fmt: skip
