@@ -16,6 +16,7 @@ K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 PROMETHEUS3_VERSION="${PROMETHEUS3_VERSION:-3.16.0}"
+FOCUS_VALIDATOR_VERSION="${FOCUS_VALIDATOR_VERSION:-1.0.0}"
 CACHE_ROOT="${CHARGEBACK_CACHE:-$HOME/.cache/chargeback}"
 BIN_DIR="$CACHE_ROOT/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
 WORK_DIR="$CACHE_ROOT/build"
@@ -138,6 +139,21 @@ build_prometheus3() {
   ln -sfn "$dir/prometheus" "$BIN_DIR/prometheus3"
 }
 
+install_focus_validator() {
+  # The FinOps Foundation's FOCUS validator, in a virtualenv of its own (its pins, e.g. numpy 1.x,
+  # are not ours). pandera 0.17 needs multimethod before 1.11 (`overload` went away).
+  local dir="$CACHE_ROOT/focus-validator-$FOCUS_VALIDATOR_VERSION"
+  if [ -x "$dir/bin/focus-validator" ] && [ -f "$dir/.installed" ]; then
+    log "focus-validator $FOCUS_VALIDATOR_VERSION present"
+    return
+  fi
+  log "Installing focus-validator $FOCUS_VALIDATOR_VERSION into $dir"
+  rm -rf "$dir"
+  python3 -m venv "$dir"
+  "$dir/bin/pip" install -q --disable-pip-version-check "focus-validator==$FOCUS_VALIDATOR_VERSION" "multimethod==1.10"
+  touch "$dir/.installed"
+}
+
 main() {
   local start=$SECONDS
   apt_install
@@ -146,6 +162,7 @@ main() {
   build_helm
   build_k8s
   build_prometheus3
+  install_focus_validator
   ln -sfn "$BIN_DIR" "$CACHE_ROOT/bin/current"
   log "All tools ready in $BIN_DIR ($((SECONDS - start)) s)"
 }

@@ -16,14 +16,14 @@ from kubernetes import client
 
 from chargeback.cli import main
 from chargeback.domain import formats
-from chargeback.domain.formats import Format
+from chargeback.domain.formats import ExportContext, Format
 from chargeback.domain.money import format_money
 from chargeback.domain.reports import ReportDocument
 from tests.e2e.conftest import GROUP, VERSION, Live, Operator, wait_ready
 from tests.e2e.test_operator import PRICES, _iso, create_pricing, hand_cost, report_body
 
 
-def render_totals(document: ReportDocument) -> str:
+def render_totals(document: ReportDocument, _: ExportContext) -> str:
     """One line: the report, its tokens and its cost."""
     cost = format_money(document.cost, document.currency)
     return f"{document.report} {document.tokens} tokens {cost} {document.currency}\n"

@@ -14,7 +14,7 @@ from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.report import Attribution, Team
 from chargeback.domain import formats
 from chargeback.domain.attribution import UNASSIGNED, TeamResolver, maas_service_account_name
-from chargeback.domain.formats import json_document
+from chargeback.domain.formats import DEFAULT_CONTEXT, json_document
 from chargeback.domain.periods import Period, scheduled_period
 from chargeback.domain.pricing import PriceBook, PriceVersion
 from chargeback.domain.reports import build_document
@@ -223,6 +223,6 @@ def test_a_stored_document_reads_back_to_the_same_renditions(
     back = json_document.parse(stored)
     assert json_document.render(back) == stored
     for fmt in formats.formats():
-        assert fmt.render(back) == fmt.render(doc)
+        assert fmt.render(back, DEFAULT_CONTEXT) == fmt.render(doc, DEFAULT_CONTEXT)
     assert (back.tokens, back.cost, back.unpriced_tokens) == (doc.tokens, doc.cost,
                                                               doc.unpriced_tokens)  # fmt: skip

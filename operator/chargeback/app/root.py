@@ -33,6 +33,7 @@ from chargeback.adapters.ttl import TtlCache
 from chargeback.api.base import problems
 from chargeback.api.scope import UsageScopeSpec
 from chargeback.app.settings import OperatorSettings
+from chargeback.domain.formats import DEFAULT_CONTEXT, ExportContext
 from chargeback.domain.infra import InfraSource
 from chargeback.services.collect import Collector, CollectorSettings
 from chargeback.services.dashboards import DashboardProvisioner
@@ -108,7 +109,11 @@ def api_server_address() -> str | None:
 
 
 def report_service(
-    prometheus: PrometheusClient, ledger: Ledger, bucket_ms: int, infra: InfraSource | None
+    prometheus: PrometheusClient,
+    ledger: Ledger,
+    bucket_ms: int,
+    infra: InfraSource | None,
+    context: ExportContext = DEFAULT_CONTEXT,
 ) -> ReportService:
     """Collection, GPU usage and reports over one Prometheus and one ledger.
 
@@ -116,7 +121,7 @@ def report_service(
     """
     collector = Collector(prometheus, ledger, CollectorSettings(bucket_ms=bucket_ms))
     gpus = InfraCollector(prometheus, ledger, infra, bucket_ms) if infra else None
-    return ReportService(collector, ledger, gpus)
+    return ReportService(collector, ledger, gpus, context)
 
 
 def open_ledger(dsn: str) -> Ledger:
@@ -145,11 +150,15 @@ def connected(
 
 @contextmanager
 def reporting(
-    prometheus: PrometheusSettings, dsn: str, bucket_ms: int, infra: InfraSource | None
+    prometheus: PrometheusSettings,
+    dsn: str,
+    bucket_ms: int,
+    infra: InfraSource | None,
+    context: ExportContext = DEFAULT_CONTEXT,
 ) -> Iterator[ReportService]:
     """A report service for one command; its connections are closed afterwards."""
     with connected(prometheus, dsn) as (client, ledger):
-        yield report_service(client, ledger, bucket_ms, infra)
+        yield report_service(client, ledger, bucket_ms, infra, context)
 
 
 @contextmanager
@@ -177,7 +186,9 @@ def build_operator(
     pricing = PricingReconciler(PricingLedger(ledger), clock, exists=pricing_exists)
     reports = UsageReportReconciler(
         api=api,
-        reports=report_service(prometheus, ledger, settings.bucket_ms, infra),
+        reports=report_service(
+            prometheus, ledger, settings.bucket_ms, infra, settings.export_context()
+        ),
         prices=pricing,
         dashboards=DashboardProvisioner(api, settings.dashboards(), infra),
         groups=lambda: openshift_groups(api),

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from chargeback.adapters.dashboards import DashboardSettings
 from chargeback.adapters.prometheus import PrometheusSettings
 from chargeback.domain import buckets
+from chargeback.domain.formats import ExportContext
 from chargeback.domain.infra import InfraSource
 
 THANOS_QUERIER = "https://thanos-querier.openshift-monitoring.svc:9091"
@@ -71,6 +72,14 @@ class OperatorSettings(BaseSettings):
     """How far back a newly referenced source's history starts."""
     namespaces: str = ""
     """Namespaces to watch, separated by spaces; empty: all."""
+    billing_provider: Annotated[str, Field(min_length=1, max_length=200)] = "AI platform"
+    """Who makes the models available, as finance exports name it (FOCUS ProviderName)."""
+    billing_invoice_issuer: Annotated[str, Field(min_length=1, max_length=200)] = "AI platform"
+    """Who charges for the usage (FOCUS InvoiceIssuerName)."""
+    billing_host_provider: Annotated[str, Field(min_length=1, max_length=200)] = "Red Hat OpenShift"
+    """Where the models run (FOCUS HostProviderName)."""
+    billing_service: Annotated[str, Field(min_length=1, max_length=200)] = "AI model inference"
+    """The service charged (FOCUS ServiceName)."""
     gpu_costs: bool = True
     """Collect GPU-hours per model for cost-to-value."""
     gpu_resolution: Duration = "30s"
@@ -152,6 +161,13 @@ class OperatorSettings(BaseSettings):
             verify_tls=not self.prometheus_insecure,
             timeout_s=self.prometheus_timeout_seconds,
         )
+
+    def export_context(self) -> ExportContext:
+        """The names finance exports carry."""
+        return ExportContext(provider=self.billing_provider,
+                             invoice_issuer=self.billing_invoice_issuer,
+                             host_provider=self.billing_host_provider,
+                             service=self.billing_service)  # fmt: skip
 
     def infrastructure(self) -> InfraSource | None:
         """Where GPU usage comes from; None when GPU costs are switched off."""

@@ -138,6 +138,7 @@ FLAG_NAMES = {
 }
 """Settings whose flag is not ``--<field-name>``."""
 GPU_SETTINGS = tuple(f for f in OperatorSettings.model_fields if f.startswith("gpu_"))
+BILLING_SETTINGS = tuple(f for f in OperatorSettings.model_fields if f.startswith("billing_"))
 
 
 def flag(field: str) -> str:

@@ -12,6 +12,7 @@ from chargeback.adapters.ledger import LedgerError
 from chargeback.adapters.prometheus import PrometheusError, PrometheusSettings
 from chargeback.app.root import reporting
 from chargeback.cli.common import (
+    BILLING_SETTINGS,
     GPU_SETTINGS,
     LEDGER_HELP,
     load_price_book,
@@ -48,7 +49,7 @@ class FormatChoice(click.Choice[str]):
 
 @click.command()
 @prometheus_options
-@settings_options(GPU_SETTINGS)
+@settings_options(GPU_SETTINGS + BILLING_SETTINGS)
 @click.option(
     "--pricing",
     "pricing_file",
@@ -118,6 +119,7 @@ def report(
     forecasts the next period.
     """
     gpu = settings_from(click.get_current_context(), GPU_SETTINGS)
+    billing = settings_from(click.get_current_context(), BILLING_SETTINGS)
     infra = gpu.infrastructure()
     report_name, spec, pricing_name = load_report(report_file)
     book_name, book = load_price_book(pricing_file)
@@ -138,7 +140,7 @@ def report(
     period = report_period(spec, at_ms)
     history = period.start_ms - history_days * buckets.DAY_MS
     try:
-        with reporting(prometheus, dsn, bucket_ms, infra) as service:
+        with reporting(prometheus, dsn, bucket_ms, infra, billing.export_context()) as service:
             rendered = service.render(report_name, spec, book, now_ms=now_ms, period=period,
                                       groups=groups, history_start_ms=history)  # fmt: skip
     except (PrometheusError, SelectorError, CollectError, LedgerError, ValueError) as exc:

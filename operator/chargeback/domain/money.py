@@ -7,7 +7,8 @@ add up to the status totals to the cent.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from collections.abc import Sequence
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 
 from chargeback.api.common import CURRENCIES
 
@@ -36,3 +37,17 @@ def round_money(amount: Decimal, currency: str) -> Decimal:
 def format_money(amount: Decimal, currency: str) -> str:
     """Decimal string with exactly the currency's minor digits, e.g. "12.30"."""
     return str(round_money(amount, currency))
+
+
+def split_rounded(total: Decimal, exacts: Sequence[Decimal], currency: str) -> list[Decimal]:
+    """Rounded parts of ``exacts`` (non-negative) that add up to ``total`` exactly.
+
+    ``total`` is the rounded sum of ``exacts``; each part is its exact amount rounded down to
+    the minor unit, and the units left go to the largest remainders (earlier ones on ties).
+    """
+    unit = quantum(currency)
+    floors = [(e / unit).to_integral_value(rounding=ROUND_FLOOR) for e in exacts]
+    left = int(total / unit) - int(sum(floors, Decimal(0)))
+    order = sorted(range(len(exacts)), key=lambda i: (-(exacts[i] / unit - floors[i]), i))
+    extra = set(order[:left])
+    return [(floors[i] + (1 if i in extra else 0)) * unit for i in range(len(exacts))]

@@ -16,6 +16,7 @@ from typing import Any
 
 from chargeback.api.common import API_VERSION
 from chargeback.domain.attribution import TeamResolver
+from chargeback.domain.charges import Accumulator, Charge, split_by_version
 from chargeback.domain.money import format_money, round_money
 from chargeback.domain.periods import Period
 from chargeback.domain.pricing import PriceBook, PriceVersion
@@ -76,6 +77,8 @@ class ReportDocument:
     """Next period's usage forecast (``services/value.py``)."""
     scope: tuple[str, str] | None = None
     """(name, matchers) of the UsageScope the usage was limited by; None: not limited."""
+    charges: tuple[Charge, ...] | None = None
+    """The lines split by price version; None in documents finalised before charges existed."""
     tokens: int = field(init=False)
     cost: Decimal = field(init=False)
     unpriced_tokens: int = field(init=False)
@@ -160,7 +163,17 @@ class ReportDocument:
                 }
                 for ln in self.lines
             ],
-        }
+            **({} if self.charges is None else {"charges": [
+                {
+                    "line": c.line, "version": c.version, "start": iso(c.start_ms),
+                    "end": iso(c.end_ms), "tokens": c.tokens, "cost": money(c.cost),
+                    "unpricedTokens": c.unpriced_tokens, "includedTokens": c.included_tokens,
+                    "unitPrice": None if c.unit_price is None else str(c.unit_price),
+                    "tokensPerUnit": c.tokens_per_unit,
+                }
+                for c in self.charges
+            ]}),
+        }  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReportDocument:
@@ -188,7 +201,15 @@ class ReportDocument:
             scope=(data["scope"]["name"], data["scope"]["selector"]) if "scope" in data else None,
             cost_to_value=data.get("costToValue"),
             forecast=data.get("forecast"),
-        )
+            charges=None if "charges" not in data else tuple(
+                Charge(line=c["line"], version=c["version"], start_ms=_ms(c["start"]),
+                       end_ms=_ms(c["end"]), tokens=c["tokens"], cost=Decimal(c["cost"]),
+                       unpriced_tokens=c["unpricedTokens"], included_tokens=c["includedTokens"],
+                       unit_price=None if c["unitPrice"] is None else Decimal(c["unitPrice"]),
+                       tokens_per_unit=c["tokensPerUnit"])
+                for c in data["charges"]
+            ),
+        )  # fmt: skip
 
     def _money(self, amount: Decimal) -> str:
         return format_money(amount, self.currency)
@@ -201,14 +222,6 @@ def iso(t_ms: int) -> str:
 
 def _ms(text: str) -> int:
     return int(dt.datetime.fromisoformat(text).timestamp() * 1000)
-
-
-@dataclass
-class _Accumulator:
-    tokens: int = 0
-    exact: Decimal = field(default_factory=Decimal)
-    unpriced: int = 0
-    included: int = 0
 
 
 def build_document(
@@ -233,8 +246,9 @@ def build_document(
         (r for r in usage if period.contains(r.bucket_start_ms)),
         key=lambda r: (r.bucket_start_ms, r.user, r.tier, r.model, r.extra),
     )
-    lines, used_versions = _price(rows, book, teams)
+    lines, by_version, used_versions = _price(rows, book, teams)
     currency = book.currency
+    ordered = sorted(lines.items(), key=_line_order)
     items = tuple(
         Line(
             user=user,
@@ -246,7 +260,10 @@ def build_document(
             unpriced_tokens=acc.unpriced,
             included_tokens=acc.included,
         )
-        for (user, team, tier, model), acc in sorted(lines.items(), key=_line_order)
+        for (user, team, tier, model), acc in ordered
+    )
+    charges = split_by_version(
+        [by_version[key] for key, _ in ordered], items, book, period, currency
     )
     versions = tuple(
         {
@@ -270,34 +287,48 @@ def build_document(
         data_through_ms=data_through_ms,
         finalized=finalized,
         top_n=top_n,
+        charges=charges,
     )
+
+
+LineKey = tuple[str, str, str, str]
 
 
 def _price(
     rows: Iterable[UsageRow], book: PriceBook, teams: TeamResolver
-) -> tuple[dict[tuple[str, str, str, str], _Accumulator], dict[int, PriceVersion]]:
-    """Accumulate rows (in time order) into lines; return them and the versions used."""
-    lines: dict[tuple[str, str, str, str], _Accumulator] = defaultdict(_Accumulator)
+) -> tuple[
+    dict[LineKey, Accumulator],
+    dict[LineKey, dict[int | None, Accumulator]],
+    dict[int, PriceVersion],
+]:
+    """Lines (rows accumulated in time order), each line by version, and the versions used."""
+    lines: dict[LineKey, Accumulator] = defaultdict(Accumulator)
+    by_version: dict[LineKey, dict[int | None, Accumulator]] = defaultdict(dict)
     allowance: dict[tuple[str, str], int] = {}
     used_versions: dict[int, PriceVersion] = {}
     for row in rows:
-        team = teams.team(row.user, dict(row.extra))
-        line = lines[(row.user, team, row.tier, row.model)]
-        line.tokens += row.tokens
+        key = (row.user, teams.team(row.user, dict(row.extra)), row.tier, row.model)
         version = book.at(row.bucket_start_ms)
+        number = version.number if version else None
+        parts = (lines[key], by_version[key].setdefault(number, Accumulator()))
         price = version.price(row.tier, row.model) if version else None
         if version is None or price is None:
-            line.unpriced += row.tokens
+            for acc in parts:
+                acc.tokens += row.tokens
+                acc.unpriced += row.tokens
             continue
         used_versions[version.number] = version
         remaining = allowance.setdefault((row.user, row.tier), version.included_tokens(row.tier))
         free = min(remaining, row.tokens)
         allowance[(row.user, row.tier)] = remaining - free
-        line.included += free
-        line.exact += Decimal(row.tokens - free) * price / version.spec.tokens_per_unit
-    return lines, used_versions
+        exact = Decimal(row.tokens - free) * price / version.spec.tokens_per_unit
+        for acc in parts:
+            acc.tokens += row.tokens
+            acc.included += free
+            acc.exact += exact
+    return lines, by_version, used_versions
 
 
-def _line_order(item: tuple[tuple[str, str, str, str], _Accumulator]) -> tuple[str, ...]:
+def _line_order(item: tuple[tuple[str, str, str, str], Accumulator]) -> tuple[str, ...]:
     user, team, tier, model = item[0]
     return (team, user, tier, model)

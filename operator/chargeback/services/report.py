@@ -15,7 +15,7 @@ from chargeback.adapters.pricing_ledger import FinalDocument, PricingLedger
 from chargeback.api.report import UsageReportSpec
 from chargeback.domain import formats
 from chargeback.domain.attribution import TeamResolver
-from chargeback.domain.formats import json_document
+from chargeback.domain.formats import DEFAULT_CONTEXT, ExportContext, json_document
 from chargeback.domain.periods import Period, check_aligned, is_final, report_period
 from chargeback.domain.pricing import PriceBook
 from chargeback.domain.reports import ReportDocument, build_document
@@ -41,11 +41,13 @@ class Rendered:
     collected: CollectResult | None
     texts: dict[str, str] = field(default_factory=dict)
     """Renditions by format name, rendered on first use (a finalised period's as stored)."""
+    context: ExportContext = DEFAULT_CONTEXT
+    """The names finance exports carry (settings)."""
 
     def text(self, fmt: str) -> str:
         """The document in the registered format ``fmt``."""
         if fmt not in self.texts:
-            self.texts[fmt] = formats.get(fmt).render(self.document)
+            self.texts[fmt] = formats.get(fmt).render(self.document, self.context)
         return self.texts[fmt]
 
     def renditions(self) -> dict[str, str]:
@@ -57,8 +59,13 @@ class ReportService:
     """Renders and finalises report periods from one ledger and one Prometheus."""
 
     def __init__(
-        self, collector: Collector, ledger: Ledger, infra: InfraCollector | None = None
+        self,
+        collector: Collector,
+        ledger: Ledger,
+        infra: InfraCollector | None = None,
+        context: ExportContext = DEFAULT_CONTEXT,
     ) -> None:
+        self.context = context
         self.collector = collector
         self.ledger = ledger
         self.finals = PricingLedger(ledger)
@@ -85,7 +92,7 @@ class ReportService:
         check_aligned(period, self.collector.settings.bucket_ms)
         stored = self.finals.final(report, period.start_ms)
         if stored is not None:
-            return _rendered(stored, None)
+            return _rendered(stored, None, self.context)
         ready = min(now_ms - SCRAPE_DELAY_MS, period.end_ms)
         start = period.start_ms if history_start_ms is None else history_start_ms
         collected = self.collector.collect(spec.source, start, max(ready, start))
@@ -120,7 +127,7 @@ class ReportService:
         forecast = self.value.forecast(source_id, spec, period, collected.watermark_ms)
         document = replace(document, finalized=final, cost_to_value=value, forecast=forecast,
                            scope=scope)  # fmt: skip
-        rendered = Rendered(period, document, final, collected)
+        rendered = Rendered(period, document, final, collected, context=self.context)
         return self._finalize(report, rendered, now_ms) if final else rendered
 
     def _gaps(self, source_id: str, period: Period) -> list[Gap]:
@@ -146,7 +153,7 @@ class ReportService:
                 finalized_ms=now_ms,
             )
         )
-        return _rendered(stored, rendered.collected)
+        return _rendered(stored, rendered.collected, self.context)
 
     def is_final(self, report: str, period_start_ms: int) -> bool:
         """Whether that period of the report is finalised."""
@@ -155,12 +162,14 @@ class ReportService:
     def final(self, report: str, period_start_ms: int) -> Rendered | None:
         """A finalised period as stored, or None."""
         stored = self.finals.final(report, period_start_ms)
-        return None if stored is None else _rendered(stored, None)
+        return None if stored is None else _rendered(stored, None, self.context)
 
 
-def _rendered(stored: FinalDocument, collected: CollectResult | None) -> Rendered:
+def _rendered(
+    stored: FinalDocument, collected: CollectResult | None, context: ExportContext
+) -> Rendered:
     """A stored document: its stored renditions are served byte for byte."""
     period = Period(stored.period_start_ms, stored.period_end_ms)
     document = json_document.parse(stored.document)
     texts = {"json": stored.document, "csv": stored.csv}
-    return Rendered(period, document, True, collected, texts)
+    return Rendered(period, document, True, collected, texts, context)

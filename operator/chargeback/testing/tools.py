@@ -29,3 +29,14 @@ def binary(name: str) -> Path:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
     raise ComponentError(f"{name} not found (looked in {bin_dir()} and PATH); run `make tools`")
+
+
+FOCUS_VALIDATOR_VERSION = "1.0.0"
+
+
+def focus_validator() -> Path:
+    """The FinOps Foundation's focus-validator, in the virtualenv `make tools` made for it."""
+    path = CACHE_ROOT / f"focus-validator-{FOCUS_VALIDATOR_VERSION}" / "bin" / "focus-validator"
+    if not path.is_file():
+        raise ComponentError(f"{path} not found; run `make tools`")
+    return path

@@ -15,6 +15,23 @@ from chargeback.domain.reports import ReportDocument
 
 
 @dataclass(frozen=True)
+class ExportContext:
+    """What a rendition may need beyond the document: the names finance exports carry."""
+
+    provider: str = "AI platform"
+    """Who makes the models available (FOCUS ProviderName, ServiceProviderName, PublisherName)."""
+    invoice_issuer: str = "AI platform"
+    """Who charges for them (FOCUS InvoiceIssuerName)."""
+    host_provider: str = "Red Hat OpenShift"
+    """Where they run (FOCUS HostProviderName)."""
+    service: str = "AI model inference"
+    """The service charged (FOCUS ServiceName)."""
+
+
+DEFAULT_CONTEXT = ExportContext()
+
+
+@dataclass(frozen=True)
 class Format:
     """One rendition of a report document."""
 
@@ -22,7 +39,7 @@ class Format:
     """The ``--format`` value, the URL suffix and the ConfigMap key's suffix."""
     media_type: str
     """The HTTP Content-Type."""
-    render: Callable[[ReportDocument], str]
+    render: Callable[[ReportDocument, ExportContext], str]
     """The document as text."""
 
     @property
@@ -73,10 +90,11 @@ def get(name: str) -> Format:
 
 def _builtin() -> None:
     # The one place formats are registered. Imported here to keep the registry the only door.
-    from chargeback.domain.formats import csv_lines, json_document  # noqa: PLC0415
+    from chargeback.domain.formats import csv_lines, focus, json_document  # noqa: PLC0415
 
     register(json_document.FORMAT)
     register(csv_lines.FORMAT)
+    register(focus.FORMAT)
 
 
 _builtin()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import io
 
-from chargeback.domain.formats import Format
+from chargeback.domain.formats import DEFAULT_CONTEXT, ExportContext, Format
 from chargeback.domain.money import format_money
 from chargeback.domain.reports import LINE_COLUMNS, ReportDocument, iso
 
 
-def render(document: ReportDocument) -> str:
+def render(document: ReportDocument, _: ExportContext = DEFAULT_CONTEXT) -> str:
     """Line items as CSV, with the period and currency on every row."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from chargeback.domain.formats import Format
+from chargeback.domain.formats import DEFAULT_CONTEXT, ExportContext, Format
 from chargeback.domain.reports import ReportDocument
 
 
-def render(document: ReportDocument) -> str:
+def render(document: ReportDocument, _: ExportContext = DEFAULT_CONTEXT) -> str:
     """Deterministic JSON text of the whole document."""
     return json.dumps(document.as_dict(), indent=2, ensure_ascii=False) + "\n"
 
