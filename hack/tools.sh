@@ -28,6 +28,8 @@ apt_install() {
   command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+  # Statements are tested in a real browser (and printed to PDF by it).
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
   local tool
   for tool in podman buildah runc mmdebstrap; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
@@ -38,7 +40,7 @@ apt_install() {
     missing+=(containernetworking-plugins iptables uidmap slirp4netns)
   fi
   if [ ${#missing[@]} -eq 0 ]; then
-    log "Debian packages present: prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'), alertmanager $(prometheus-alertmanager --version 2>&1 | head -1 | awk '{print $3}'), postgresql $(ls /usr/lib/postgresql), $(podman --version)"
+    log "Debian packages present: prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'), alertmanager $(prometheus-alertmanager --version 2>&1 | head -1 | awk '{print $3}'), $(chromium --version 2>/dev/null | head -1), postgresql $(ls /usr/lib/postgresql), $(podman --version)"
     return
   fi
   log "Installing Debian packages: ${missing[*]}"

@@ -55,6 +55,10 @@ EXERCISED_BY = {
     "chargeback collect": "tests.test_docs::test_readme_prometheus_commands_as_written",
     "chargeback ledger show": "tests.test_docs::test_readme_prometheus_commands_as_written",
     "chargeback alerts": "tests.test_docs::test_budget_rule_commands_as_written",
+    "chargeback statement": "tests.integration.test_statement::"
+    "test_a_statement_renders_in_chromium_with_the_documents_totals",
+    "chromium --headless": "tests.integration.test_statement::"
+    "test_a_statement_renders_in_chromium_with_the_documents_totals",
     "promtool check rules": "tests.test_docs::test_budget_rule_commands_as_written",
 }
 

@@ -6,7 +6,10 @@ This module is that module: it registers a `totals` format, and the format appea
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -56,14 +59,25 @@ def test_a_registered_format_appears_in_the_cli_the_endpoint_and_the_exports(
     export = client.CoreV1Api(api_client).read_namespaced_config_map(
         report["status"]["exports"][0], namespace
     )
-    assert set(export.data) == {"report.json", "report.csv", "report.totals"}
+    assert set(export.data) == {"report.json", "report.csv", "report.focus", "report.totals"}
     assert export.data["report.totals"] == expected
+    # FOCUS for finance, from the same document: its charges add up to the report's cost.
+    charges = list(csv.DictReader(io.StringIO(export.data["report.focus"])))
+    assert sum(Decimal(c["BilledCost"]) for c in charges) == Decimal(cost)
+    assert {c["BillingAccountId"] for c in charges} == {namespace}
 
     # The endpoint serves it, for the finalised period and as the period last rendered.
     base = f"/reports/{namespace}/totals"
     assert operator.get(f"{base}/{_iso(start)}.totals") == (200, expected)
     assert operator.get(f"{base}/current.totals") == (200, expected)
     assert operator.get(f"{base}/current.nosuchformat")[0] == 404
+    assert operator.get(f"{base}/current.focus") == (200, export.data["report.focus"])
+    # Next to the exports, the statement of the period: of all teams, or of one.
+    code, page = operator.get(f"{base}/{_iso(start)}.html?team=unassigned")
+    assert code == 200
+    assert f'<div class="value" id="total-cost">{cost} USD</div>' in page
+    assert operator.get(f"{base}/current.html?team=nobody") == (
+        404, "no usage of team 'nobody' in that period\n")  # fmt: skip
 
     # The CLI offers it, and renders the same text from Prometheus without a cluster.
     pricing_file, report_file = tmp_path / "pricing.yaml", tmp_path / "report.yaml"
@@ -81,4 +95,4 @@ def test_a_registered_format_appears_in_the_cli_the_endpoint_and_the_exports(
     assert result.output == expected
     refused = CliRunner().invoke(main, [*args, "--format", "nosuchformat"])
     assert refused.exit_code == 2
-    assert "'table', 'json', 'csv', 'totals'" in refused.output
+    assert "'table', 'json', 'csv', 'focus', 'totals'" in refused.output

@@ -105,8 +105,13 @@ def test_exports_and_metrics_need_a_token_allowed_by_rbac(
     assert code == 200
     assert f'"report": "{namespace}/usage"' in body
     assert operator.get(f"{mine}/current.csv", token=alice)[0] == 200
+    assert operator.get(f"{mine}/current.focus", token=alice)[0] == 200
+    code, page = operator.get(f"{mine}/current.html", token=alice)  # the statement
+    assert code == 200
+    assert "AI usage statement" in page
     code, body = operator.get(f"{theirs}/current.json", token=alice)
     assert code == 403
+    assert operator.get(f"{theirs}/current.html?team=unassigned", token=alice)[0] == 403
     assert f"system:serviceaccount:{namespace}:alice may not get" in body
     assert operator.get("/metrics", token=alice)[0] == 403
 
@@ -125,6 +130,9 @@ class _Store:
         return None
 
     def final(self, key: str, period_start_ms: int) -> Any:
+        return None
+
+    def statement(self, key: str, period_start_ms: int | None, team: str | None) -> Any:
         return None
 
 

@@ -2,7 +2,8 @@
 
 `/reports/<namespace>/<name>/<period-start>.<format>` serves finalised documents from the
 ledger; `/reports/<namespace>/<name>/current.<format>` the open period as last rendered. Every
-format registered in ``domain/formats`` is served.
+format registered in ``domain/formats`` is served, and `.html` is the period's statement (of
+the whole report, or of one team with `?team=<team>`).
 
 Everything but the probes (`/healthz`, `/readyz`) needs a bearer token when a guard is given:
 401 without a valid one, 403 when Kubernetes RBAC does not allow ``get`` on that UsageReport
@@ -16,6 +17,7 @@ import datetime as dt
 import re
 import ssl
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +31,8 @@ from chargeback.domain.buckets import to_ms
 
 _REPORT = re.compile(r"^/reports/([a-z0-9-]+)/([a-z0-9.-]+)/([0-9TZ:-]+|current)\.([a-z0-9]+)$")
 PROBES = frozenset({"/healthz", "/readyz"})
+STATEMENT = "html"
+"""The suffix of statements (`/reports/<namespace>/<name>/<period>.html[?team=<team>]`)."""
 IDLE_TIMEOUT_S = 30.0
 MAX_CONNECTIONS = 64
 """Connections served at once (a thread each); more are closed at once."""
@@ -51,6 +55,10 @@ class ReportStore(Protocol):
 
     def final(self, key: str, period_start_ms: int) -> Renditions | None:
         """A finalised period."""
+        ...
+
+    def statement(self, key: str, period_start_ms: int | None, team: str | None) -> str | None:
+        """The HTML statement of a period (None: the open one) for a team (None: all)."""
         ...
 
 
@@ -77,10 +85,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     reports: ReportStore
     guard: Guard | None = None
+    query = ""
     timeout = IDLE_TIMEOUT_S
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+        path, _, self.query = self.path.partition("?")
         if path in PROBES:
             self._reply(200, b"ok\n", "text/plain")
         elif self.guard is None or self._authorized(path):
@@ -112,25 +121,38 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, b"not found\n", "text/plain")
 
     def _report(self, namespace: str, name: str, start: str, fmt: str) -> None:
-        if fmt not in formats.names():
+        if fmt not in (*formats.names(), STATEMENT):
             self._reply(404, f"no format {fmt}\n".encode(), "text/plain")
             return
         key = f"{namespace}/{name}"
-        if start == "current":
-            found = self.reports.current(key)
-            missing = b"no open period rendered yet\n"
-        else:
+        start_ms = None
+        if start != "current":
             try:
                 start_ms = to_ms(dt.datetime.fromisoformat(start))
             except ValueError:
                 self._reply(400, b"period start must be ISO 8601 with a zone\n", "text/plain")
                 return
-            found = self.reports.final(key, start_ms)
-            missing = b"no finalised document for that period\n"
+        if fmt == STATEMENT:
+            self._statement(key, start_ms)
+            return
+        found = self.reports.current(key) if start_ms is None else self.reports.final(key, start_ms)
         if found is None:
-            self._reply(404, missing, "text/plain")
+            missing = "no open period rendered yet" if start_ms is None else (
+                "no finalised document for that period")  # fmt: skip
+            self._reply(404, f"{missing}\n".encode(), "text/plain")
             return
         self._reply(200, found.text(fmt).encode(), formats.get(fmt).media_type)
+
+    def _statement(self, key: str, start_ms: int | None) -> None:
+        """The statement of the whole report, or of ``?team=<name>``."""
+        teams = urllib.parse.parse_qs(self.query).get("team")
+        team = teams[-1] if teams else None
+        page = self.reports.statement(key, start_ms, team)
+        if page is None:
+            what = f"team {team!r} in " if team else ""
+            self._reply(404, f"no usage of {what}that period\n".encode(), "text/plain")
+            return
+        self._reply(200, page.encode(), "text/html; charset=utf-8")
 
     def _reply(self, code: int, payload: bytes, kind: str) -> None:
         self.send_response(code)

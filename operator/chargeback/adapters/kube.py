@@ -131,3 +131,10 @@ def api_reason(exc: ApiException) -> str:
         return str(json.loads(exc.body or "")["message"])
     except (TypeError, ValueError, KeyError):
         return f"{exc.status} {exc.reason}"
+
+
+def refusal(exc: Exception) -> str | None:
+    """``HTTP <code>: <the API server's message>`` when ``exc`` is a refused API request."""
+    if not isinstance(exc, ApiException):
+        return None
+    return f"the API server answered HTTP {exc.status}: {api_reason(exc)}"

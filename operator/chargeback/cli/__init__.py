@@ -16,6 +16,7 @@ from chargeback.cli.dashboards import dashboards
 from chargeback.cli.demo import demo
 from chargeback.cli.report import report
 from chargeback.cli.run import run
+from chargeback.cli.statement import statement
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,5 +30,5 @@ def main(verbose: bool) -> None:
     )
 
 
-for command in (collect, ledger, report, run, dashboards, alerts, demo):
+for command in (collect, ledger, report, statement, run, dashboards, alerts, demo):
     main.add_command(command)

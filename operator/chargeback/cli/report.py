@@ -25,10 +25,11 @@ from chargeback.cli.common import (
     settings_options,
 )
 from chargeback.domain import buckets, formats
-from chargeback.domain.periods import report_period
+from chargeback.domain.periods import previous_period, report_period
 from chargeback.domain.selectors import SelectorError
 from chargeback.render import render_table
 from chargeback.services.collect import CollectError
+from chargeback.services.report import Rendered
 
 
 class FormatChoice(click.Choice[str]):
@@ -47,80 +48,39 @@ class FormatChoice(click.Choice[str]):
         pass
 
 
-@click.command()
-@prometheus_options
-@settings_options(GPU_SETTINGS + BILLING_SETTINGS)
-@click.option(
-    "--pricing",
-    "pricing_file",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="TierPricing manifest; several documents are several price versions.",
-)
-@click.option(
-    "--report",
-    "report_file",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="UsageReport manifest.",
-)
-@click.option(
-    "--ledger",
-    "dsn",
-    default="sqlite://",
-    show_default="in memory",
-    envvar="CHARGEBACK_LEDGER",
-    help=LEDGER_HELP,
-)
-@click.option("--format", "fmt", type=FormatChoice(), default="table", show_default=True)
-@click.option(
-    "--output",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Write here instead of standard output.",
-)
-@click.option(
-    "--at",
-    "at",
-    default="now",
-    show_default=True,
-    help="Show the period containing this time (scheduled reports).",
-)
-@click.option("--bucket", default="1h", show_default=True, help="Bucket size, e.g. 1h or 15m.")
-@click.option(
-    "--kubeconfig",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Read OpenShift Groups for team attribution from this cluster.",
-)
-@click.option("--history-days", type=click.IntRange(0, 3660), default=62, show_default=True,
-              envvar="CHARGEBACK_HISTORY_DAYS",
-              help="Collect this many days before the period too (for forecasts).")  # fmt: skip
-def report(
-    *,
-    prometheus_url: str,
-    token_file: Path | None,
-    ca_file: Path | None,
-    insecure_skip_tls_verify: bool,
-    pricing_file: Path,
-    report_file: Path,
-    dsn: str,
-    fmt: str,
-    output: Path | None,
-    at: str,
-    bucket: str,
-    kubeconfig: Path | None,
-    history_days: int,
-    **_: Any,
-) -> None:
-    """Render a UsageReport from Prometheus without a cluster.
+def report_options(func: Any) -> Any:
+    """Where a report's usage and prices come from (``report`` and ``statement``)."""
+    options = [
+        prometheus_options,
+        settings_options(GPU_SETTINGS + BILLING_SETTINGS),
+        click.option("--pricing", "pricing_file", required=True, type=click.Path(path_type=Path),
+                     help="TierPricing manifest; several documents are several price versions."),
+        click.option("--report", "report_file", required=True, type=click.Path(path_type=Path),
+                     help="UsageReport manifest."),
+        click.option("--ledger", "dsn", default="sqlite://", show_default="in memory",
+                     envvar="CHARGEBACK_LEDGER", help=LEDGER_HELP),
+        click.option("--at", "at", default="now", show_default=True,
+                     help="Show the period containing this time (scheduled reports)."),
+        click.option("--bucket", default="1h", show_default=True,
+                     help="Bucket size, e.g. 1h or 15m."),
+        click.option("--kubeconfig", type=click.Path(exists=True, path_type=Path), default=None,
+                     help="Read OpenShift Groups for team attribution from this cluster."),
+        click.option("--history-days", type=click.IntRange(0, 3660), default=62,
+                     show_default=True, envvar="CHARGEBACK_HISTORY_DAYS",
+                     help="Collect this many days before the period too (for forecasts)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
 
-    Collects, prices and attributes usage, sets it beside GPU costs (cost-to-value) and
-    forecasts the next period.
-    """
-    gpu = settings_from(click.get_current_context(), GPU_SETTINGS)
-    billing = settings_from(click.get_current_context(), BILLING_SETTINGS)
+
+def render_periods(options: dict[str, Any], *, previous: bool) -> tuple[Rendered, Rendered | None]:
+    """The report's period at ``--at`` and, when asked and scheduled, the period before it."""
+    context = click.get_current_context()
+    gpu = settings_from(context, GPU_SETTINGS)
+    billing = settings_from(context, BILLING_SETTINGS)
     infra = gpu.infrastructure()
+    report_file, pricing_file = options["report_file"], options["pricing_file"]
     report_name, spec, pricing_name = load_report(report_file)
     book_name, book = load_price_book(pricing_file)
     if book_name != pricing_name:
@@ -128,23 +88,52 @@ def report(
             f"the report names TierPricing {pricing_name!r} but {pricing_file} holds {book_name!r}",
             param_hint="--pricing",
         )
-    now_ms, at_ms = parse_time("now", "--at"), parse_time(at, "--at")
+    now_ms, at_ms = parse_time("now", "--at"), parse_time(options["at"], "--at")
+    kubeconfig = options["kubeconfig"]
     groups = read_groups(kubeconfig) if kubeconfig and spec.attribution.openshift_groups else None
-    bucket_ms = parse_bucket(bucket)
+    bucket_ms = parse_bucket(options["bucket"])
     if infra is not None and bucket_ms % infra.resolution_ms:
-        raise click.BadParameter(f"the bucket ({bucket}) must be a multiple of the GPU "
-                                 f"resolution ({gpu.gpu_resolution})",
+        raise click.BadParameter(f"the bucket ({options['bucket']}) must be a multiple of the "
+                                 f"GPU resolution ({gpu.gpu_resolution})",
                                  param_hint="--gpu-resolution")  # fmt: skip
-    prometheus = PrometheusSettings(url=prometheus_url, token_file=token_file, ca_file=ca_file,
-                                    verify_tls=not insecure_skip_tls_verify)  # fmt: skip
+    prometheus = PrometheusSettings(url=options["prometheus_url"], token_file=options["token_file"],
+                                    ca_file=options["ca_file"],
+                                    verify_tls=not options["insecure_skip_tls_verify"])  # fmt: skip
     period = report_period(spec, at_ms)
-    history = period.start_ms - history_days * buckets.DAY_MS
+    before = (previous_period(period, spec.schedule.interval, spec.schedule.time_zone)
+              if previous and spec.schedule else None)  # fmt: skip
+    history = (before or period).start_ms - options["history_days"] * buckets.DAY_MS
     try:
-        with reporting(prometheus, dsn, bucket_ms, infra, billing.export_context()) as service:
-            rendered = service.render(report_name, spec, book, now_ms=now_ms, period=period,
-                                      groups=groups, history_start_ms=history)  # fmt: skip
+        with reporting(prometheus, options["dsn"], bucket_ms, infra,
+                       billing.export_context()) as service:  # fmt: skip
+            shown, earlier = (
+                service.render(report_name, spec, book, now_ms=now_ms, period=p, groups=groups,
+                               history_start_ms=history)
+                if p else None
+                for p in (period, before)
+            )  # fmt: skip
     except (PrometheusError, SelectorError, CollectError, LedgerError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    assert shown is not None  # noqa: S101 - the period shown is always rendered
+    return shown, earlier
+
+
+@click.command()
+@report_options
+@click.option("--format", "fmt", type=FormatChoice(), default="table", show_default=True)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write here instead of standard output.",
+)
+def report(*, fmt: str, output: Path | None, **options: Any) -> None:
+    """Render a UsageReport from Prometheus without a cluster.
+
+    Collects, prices and attributes usage, sets it beside GPU costs (cost-to-value) and
+    forecasts the next period.
+    """
+    rendered, _ = render_periods(options, previous=False)
     if fmt == "table":
         table = rendered.document.as_dict()
         render_table(table, Console(file=output.open("w") if output else None))

@@ -9,8 +9,9 @@ happened while the operator was down is announced when it comes back.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from chargeback.adapters import metrics
@@ -107,6 +108,31 @@ def publish(owner: Owner, found: Sequence[Reading], currency: str) -> None:
         metrics.budget_spent.labels(*labels).set(float(r.spent))
         if r.projected is not None:
             metrics.budget_projected.labels(*labels).set(float(r.projected))
+
+
+RULES_RECHECK_MS = 10 * 60_000
+"""A report's PrometheusRule is rewritten when its budgets change, and checked this often."""
+
+
+class RulesWriter:
+    """Writes each report's PrometheusRule when its budgets change (and every 10 minutes)."""
+
+    def __init__(self, api: Any, clock: Callable[[], int]) -> None:
+        self.api = api
+        self.clock = clock
+        self._written: dict[str, tuple[str, int]] = {}
+
+    def write(self, owner: Owner, budgets: Sequence[Budget]) -> list[Event]:
+        """Events of a failure to write (none when written or unchanged)."""
+        key = f"{owner.namespace}/{owner.name}"
+        digest = json.dumps([b.model_dump(mode="json") for b in budgets], sort_keys=True)
+        stamp = (digest, self.clock() // RULES_RECHECK_MS)
+        if self._written.get(key) == stamp:
+            return []
+        events = provision_rules(self.api, owner, budgets)
+        if not events:
+            self._written[key] = stamp
+        return events
 
 
 def provision_rules(api: Any, owner: Owner, budgets: Sequence[Budget]) -> list[Event]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from chargeback.adapters.kube import refusal
 from chargeback.adapters.ledger import LedgerError
 from chargeback.domain.conditions import Reason, status_changes
 
@@ -74,4 +75,4 @@ def unexpected(exc: Exception) -> tuple[Reason, str]:
     """The condition reason and message of a failure nobody anticipated."""
     ledger = isinstance(exc, LedgerError) or type(exc).__module__.startswith("sqlalchemy")
     reason = Reason.LEDGER_UNAVAILABLE if ledger else Reason.RECONCILE_FAILED
-    return reason, f"{type(exc).__name__}: {str(exc)[:1500]}"
+    return reason, refusal(exc) or f"{type(exc).__name__}: {str(exc)[:1500]}"

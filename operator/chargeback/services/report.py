@@ -27,6 +27,8 @@ from chargeback.services.value import ValueService
 log = logging.getLogger(__name__)
 
 HISTORY_GAP = "before the ledger's history of this source begins"
+PREVIOUS_LOOKBACK = 120
+"""Finalised periods searched for the one before a period (newest first)."""
 SCRAPE_DELAY_MS = 120_000
 """Buckets are collected only this long after they close, so late scrapes are in."""
 
@@ -163,6 +165,13 @@ class ReportService:
         """A finalised period as stored, or None."""
         stored = self.finals.final(report, period_start_ms)
         return None if stored is None else _rendered(stored, None, self.context)
+
+    def previous_final(self, report: str, period_start_ms: int) -> Rendered | None:
+        """The finalised period ending where ``period_start_ms`` begins, or None."""
+        for start, end in self.finals.final_periods(report, PREVIOUS_LOOKBACK):
+            if end == period_start_ms:
+                return self.final(report, start)
+        return None
 
 
 def _rendered(

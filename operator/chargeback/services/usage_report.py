@@ -8,7 +8,6 @@ outcome out.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +31,7 @@ from chargeback.domain.pricing import PriceBook
 from chargeback.domain.reports import iso
 from chargeback.domain.scopes import Denied, Grant, authorize
 from chargeback.domain.selectors import SelectorError, parse_selector
+from chargeback.domain.statement import render_statement
 from chargeback.services import budgets, report_metrics
 from chargeback.services.collect import CollectError
 from chargeback.services.dashboards import DashboardProvisioner
@@ -49,8 +49,6 @@ from chargeback.services.status import (
 log = logging.getLogger(__name__)
 
 Groups = Callable[[], dict[str, list[str]] | None]
-RULES_RECHECK_MS = 10 * 60_000
-"""A report's PrometheusRule is rewritten when its budgets change, and checked this often."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +113,7 @@ class UsageReportReconciler:
         self._guard = threading.Lock()
         self._final_totals: dict[tuple[str, int], PeriodSummary] = {}
         self._warned: dict[str, tuple[frozenset[str], str]] = {}
-        self._rules_written: dict[str, tuple[str, int]] = {}
+        self._rules = budgets.RulesWriter(api, clock)
 
     def current(self, key: str) -> Rendered | None:
         """The open period of report ``namespace/name`` as last rendered."""
@@ -124,6 +122,23 @@ class UsageReportReconciler:
     def final(self, key: str, period_start_ms: int) -> Rendered | None:
         """A finalised period of report ``namespace/name``."""
         return self.reports.final(key, period_start_ms)
+
+    def statement(self, key: str, period_start_ms: int | None, team: str | None) -> str | None:
+        """The HTML statement of a period (None: the open one) for ``team`` (None: all).
+
+        None when there is no such period, or the team has no usage in it or the one before.
+        """
+        shown = self.current(key) if period_start_ms is None else self.final(key, period_start_ms)
+        if shown is None:
+            return None
+        before = self.reports.previous_final(key, shown.period.start_ms)
+        previous = before.document if before else None
+        if team is not None and not any(
+            line.team == team for doc in (shown.document, previous) if doc for line in doc.lines
+        ):
+            return None
+        return render_statement(shown.document, team=team, previous=previous,
+                                context=self.reports.context)  # fmt: skip
 
     def reconcile(
         self,
@@ -206,7 +221,9 @@ class UsageReportReconciler:
         found = budgets.readings(checked.spec.budgets, document, status)
         if found:
             current.append(budgets.condition(found, document.currency))
-        events += budgets.events(found, document.currency) + self._rules(owner, checked.spec)
+        events += budgets.events(found, document.currency) + self._rules.write(
+            owner, checked.spec.budgets
+        )
         result = summary.model_copy(update={
             "observed_generation": generation,
             "conditions": conditions(previous, current, now, generation),
@@ -254,17 +271,6 @@ class UsageReportReconciler:
             log.warning("Could not provision the dashboard of UsageReport %s: %s", key, exc)
             return [Event(True, Reason.DASHBOARD_NOT_PROVISIONED, str(exc))]
         return []
-
-    def _rules(self, owner: Owner, spec: UsageReportSpec) -> list[Event]:
-        """The report's alert rules, written when its budgets change (and every 10 minutes)."""
-        key = f"{owner.namespace}/{owner.name}"
-        digest = json.dumps([b.model_dump(mode="json") for b in spec.budgets], sort_keys=True)
-        if self._rules_written.get(key) == (digest, int(self.clock() // RULES_RECHECK_MS)):
-            return []
-        events = budgets.provision_rules(self.api, owner, spec.budgets)
-        if not events:
-            self._rules_written[key] = (digest, int(self.clock() // RULES_RECHECK_MS))
-        return events
 
     def _check(self, spec: Mapping[str, Any]) -> Checked | Invalid:
         """The parsed spec and its prices, or why the report cannot run."""
