@@ -17,6 +17,7 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 PROMETHEUS3_VERSION="${PROMETHEUS3_VERSION:-3.16.0}"
 FOCUS_VALIDATOR_VERSION="${FOCUS_VALIDATOR_VERSION:-1.0.0}"
+PERCLI_VERSION="${PERCLI_VERSION:-v0.52.0}"
 CACHE_ROOT="${CHARGEBACK_CACHE:-$HOME/.cache/chargeback}"
 BIN_DIR="$CACHE_ROOT/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
 WORK_DIR="$CACHE_ROOT/build"
@@ -156,6 +157,27 @@ install_focus_validator() {
   touch "$dir/.installed"
 }
 
+build_percli() {
+  # Perses' CLI, whose linter validates the generated Perses dashboards. The module proxy refuses
+  # the version list of github.com/perses/perses (so `go install ...@version`, which checks for
+  # deprecation, fails): a wrapper module requires the exact release and builds the command.
+  local dir="$CACHE_ROOT/bin/percli-$PERCLI_VERSION" mod="$WORK_DIR/percli-$PERCLI_VERSION"
+  if [ -x "$dir/percli" ]; then
+    log "percli $PERCLI_VERSION present"
+    return
+  fi
+  log "Building percli $PERCLI_VERSION (about 3 min on 2 cores)"
+  rm -rf "$mod"
+  mkdir -p "$mod" "$dir"
+  cd "$mod"
+  go mod init chargeback.local/percli >/dev/null 2>&1
+  go mod edit -require="github.com/perses/perses@$PERCLI_VERSION"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/perses/perses/cmd/percli"\n' > tools.go
+  go mod tidy
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/percli" github.com/perses/perses/cmd/percli
+  log "Built percli $PERCLI_VERSION"
+}
+
 main() {
   local start=$SECONDS
   apt_install
@@ -165,6 +187,7 @@ main() {
   build_k8s
   build_prometheus3
   install_focus_validator
+  build_percli
   ln -sfn "$BIN_DIR" "$CACHE_ROOT/bin/current"
   log "All tools ready in $BIN_DIR ($((SECONDS - start)) s)"
 }

@@ -14,7 +14,8 @@ from kubernetes.client.exceptions import ApiException
 
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.source import SourceSpec
-from chargeback.domain.dashboards import build_dashboard, panel_queries
+from chargeback.domain.dashboards import build_dashboard, panel_queries, usage_board
+from chargeback.domain.perses import dashboard_spec
 from chargeback.testing.prometheus import PrometheusServer
 from tests.e2e.conftest import (
     GROUP,
@@ -121,3 +122,52 @@ def test_billing_panels_equal_the_report(
         assert shown("Tokens of the open period") == status["totals"]["tokens"]
         assert round(shown("Cost of the open period") or 0, 2) == float(status["totals"]["cost"])
         assert shown("Unpriced tokens") == 0
+
+
+PERSES_CRD = foreign_crd("perses.dev", "v1alpha1", "PersesDashboard", "persesdashboards")
+
+
+def perses_dashboards(api: client.ApiClient, pricing: str) -> list[dict[str, Any]]:
+    try:
+        listing = client.CustomObjectsApi(api).list_namespaced_custom_object(
+            "perses.dev", "v1alpha1", "default", "persesdashboards",
+            label_selector=f"chargeback.dev/pricing={pricing}",
+        )  # fmt: skip
+    except ApiException:
+        return []
+    return list(listing["items"])
+
+
+def test_perses_dashboards_follow_pricing(
+    operator: Operator, live: Live, api_client: client.ApiClient, namespace: str
+) -> None:
+    """Where the Cluster Observability Operator's CRD exists, each dashboard is also a
+    PersesDashboard: made from the same panels, updated on a pricing edit, removed with it."""
+    ext = client.ApiextensionsV1Api(api_client)
+    objects = client.CustomObjectsApi(api_client)
+    ext.create_custom_resource_definition(PERSES_CRD)
+    try:
+        pricing = create_pricing(api_client, live, "perses")
+        period = {"start": _iso(live.start_ms + 3_600_000),
+                  "end": _iso(live.start_ms + 5 * 3_600_000)}  # fmt: skip
+        body = report_body("r", pricing, period=period)
+        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports", body)
+        (made,) = wait_for(lambda: perses_dashboards(api_client, pricing), what="PersesDashboard")
+        spec = TierPricingSpec.model_validate(pricing_body(pricing, PRICES)["spec"])
+        board = usage_board(pricing, spec, SourceSpec(), "authorized_hits")
+        assert made["spec"] == dashboard_spec(board)
+        assert made["metadata"]["ownerReferences"][0]["kind"] == "TierPricing"
+        (config_map,) = dashboard_maps(client.CoreV1Api(api_client), pricing)  # and Grafana's
+        assert made["metadata"]["name"] == config_map.metadata.name
+
+        stored = objects.get_cluster_custom_object(GROUP, VERSION, "tierpricings", pricing)
+        stored["spec"]["tiers"][0]["price"] = "0.007"
+        objects.replace_cluster_custom_object(GROUP, VERSION, "tierpricings", pricing, stored)
+        wait_for(lambda: "* 0.000007" in json.dumps(perses_dashboards(api_client, pricing)),
+                 what="regenerated PersesDashboard")  # fmt: skip
+        objects.delete_cluster_custom_object(GROUP, VERSION, "tierpricings", pricing)
+        wait_for(lambda: not perses_dashboards(api_client, pricing),
+                 what="PersesDashboard garbage-collected with its pricing")  # fmt: skip
+    finally:
+        ext.delete_custom_resource_definition(PERSES_CRD["metadata"]["name"])
+        time.sleep(1)

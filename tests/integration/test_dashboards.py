@@ -3,18 +3,24 @@ variables substituted ("All" included), and the range panels equal direct comput
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 from collections import defaultdict
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.source import SourceSpec
-from chargeback.domain.dashboards import build_dashboard, panel_queries
+from chargeback.domain.dashboards import build_dashboard, grafana, panel_queries
 from chargeback.domain.infra import InfraSource
-from chargeback.domain.value_dashboard import build_value_dashboard
+from chargeback.domain.perses import dashboard_spec, perses_dashboard
+from chargeback.domain.perses import panel_queries as perses_queries
+from chargeback.domain.value_dashboard import boards_of, build_value_dashboard
 from chargeback.testing.simulator import HOUR_MS
+from chargeback.testing.tools import percli
 from tests.integration.conftest import T0, Traffic
 
 AT = T0 + 48 * HOUR_MS
@@ -118,3 +124,35 @@ def test_value_dashboard_queries_run_and_price_gpus_by_product(traffic: Traffic)
         substitute(queries["Idle GPUs (models serving no tokens in the last hour)"]), at=AT / 1000
     )
     assert {item["metric"]["model"] for item in idle} == {"deepseek-r1"}  # type: ignore[index]
+
+
+def test_perses_dashboards_have_the_same_panels_lint_clean_and_run(
+    traffic: Traffic, tmp_path: Path
+) -> None:
+    """One definition, two renderings: the Perses dashboards carry the Grafana ones' panels and
+    PromQL, pass Perses' own linter (percli), and every query runs on real Prometheus."""
+    source = SourceSpec(extra_labels=("limitador_namespace",))
+    infra = InfraSource(resolution_ms=60_000)
+    boards = boards_of("maas", VALUE_PRICING, source, "authorized_hits", infra)
+    assert set(boards) == {"", "-value"}
+    for suffix, board in boards.items():
+        spec = dashboard_spec(board)
+        assert panel_queries(grafana(board)) == perses_queries(spec)  # same panels, same order
+        assert [v["spec"]["name"] for v in spec["variables"]] == [v.name for v in board.variables]
+        for title, expr in perses_queries(spec):
+            result = traffic.prometheus.query(substitute(expr), at=AT / 1000)
+            assert isinstance(result, list), title
+        path = tmp_path / f"dashboard{suffix}.json"
+        path.write_text(json.dumps(perses_dashboard(board, f"chargeback-maas{suffix}", "ai")))
+        linted = subprocess.run([str(percli()), "lint", "-f", str(path)], capture_output=True,
+                                text=True, check=False)  # fmt: skip
+        assert linted.returncode == 0, linted.stdout + linted.stderr
+        assert "your resources look good" in linted.stdout
+    # The linter is not a rubber stamp: a layout pointing at no panel is refused.
+    broken = perses_dashboard(boards[""], "broken", "ai")
+    broken["spec"]["layouts"][0]["spec"]["items"][0]["content"]["$ref"] = "#/spec/panels/none"
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    refused = subprocess.run([str(percli()), "lint", "-f", str(tmp_path / "broken.json")],
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    assert refused.returncode != 0
+    assert 'no panel found for ref "none"' in refused.stdout + refused.stderr

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -22,6 +22,8 @@ GRAFANA_GROUP, GRAFANA_VERSION, GRAFANA_PLURAL = (
     "v1beta1",
     "grafanadashboards",
 )
+PERSES_GROUP, PERSES_VERSION, PERSES_PLURAL = "perses.dev", "v1alpha1", "persesdashboards"
+"""The Cluster Observability Operator's PersesDashboard (its spec is a Perses dashboard spec)."""
 KEY = "dashboard.json"
 
 
@@ -35,6 +37,17 @@ class DashboardSettings:
     folder_annotations: tuple[str, ...] = ("k8s-sidecar-target-directory", "grafana_folder")
     grafana_operator: str = "auto"  # auto | on | off
     instance_selector: tuple[str, str] = ("dashboards", "grafana")
+    kinds: str = "both"  # grafana | perses | both
+
+    @property
+    def grafana(self) -> bool:
+        """Whether Grafana dashboards are made."""
+        return self.kinds in ("grafana", "both")
+
+    @property
+    def perses(self) -> bool:
+        """Whether Perses dashboards are made (where the PersesDashboard API exists)."""
+        return self.kinds in ("perses", "both")
 
 
 @dataclass(frozen=True)
@@ -57,9 +70,18 @@ def grafana_operator_installed(api: client.ApiClient) -> bool:
 
 def wants_grafana_dashboard(api: client.ApiClient, settings: DashboardSettings) -> bool:
     """Whether GrafanaDashboard objects are to be made (setting, or CRD present under auto)."""
+    if not settings.grafana:
+        return False
     if settings.grafana_operator == "auto":
         return grafana_operator_installed(api)
     return settings.grafana_operator == "on"
+
+
+def wants_perses_dashboard(api: client.ApiClient, settings: DashboardSettings) -> bool:
+    """Whether PersesDashboard objects are to be made (setting, and the CRD present)."""
+    return settings.perses and custom_resource_exists(
+        api, PERSES_GROUP, PERSES_VERSION, PERSES_PLURAL
+    )
 
 
 class DashboardError(Exception):
@@ -68,16 +90,62 @@ class DashboardError(Exception):
 
 def provision(
     api: client.ApiClient, settings: DashboardSettings, owner: PricingOwner, name: str,
-    document: dict[str, Any],
+    document: dict[str, Any], *, perses: dict[str, Any] | None = None,
 ) -> list[str]:  # fmt: skip
-    """Create or update the dashboard's ConfigMap (and GrafanaDashboard); return what was made."""
+    """Create or update a dashboard as the settings ask and the cluster offers.
+
+    Its ConfigMap and GrafanaDashboard (``document``: Grafana JSON) and its PersesDashboard
+    (``perses``: the Perses dashboard spec). Returns what was made.
+    """
+    made = []
     try:
-        return _provision(api, settings, owner, name, document)
+        if settings.grafana:
+            made += _provision(api, settings, owner, name, document)
+        if perses is not None and wants_perses_dashboard(api, settings):
+            _perses_dashboard(api, settings, owner, name, perses)
+            made.append(f"PersesDashboard/{name}")
+        elif settings.kinds == "perses":
+            raise DashboardError(
+                f"cannot write dashboard {name}: the PersesDashboard API ({PERSES_GROUP}/"
+                f"{PERSES_VERSION}) is not installed; install the Cluster Observability Operator "
+                "or make Grafana dashboards (--dashboard-kinds grafana or both)"
+            )
     except ApiException as exc:
         reason = api_reason(exc)
         raise DashboardError(
             f"cannot write dashboard {name} in namespace {settings.namespace}: {reason}"
         ) from exc
+    return made
+
+
+def _perses_dashboard(
+    api: client.ApiClient, settings: DashboardSettings, owner: PricingOwner, name: str,
+    spec: dict[str, Any],
+) -> None:  # fmt: skip
+    objects = client.CustomObjectsApi(api)
+    args = (PERSES_GROUP, PERSES_VERSION, settings.namespace, PERSES_PLURAL)
+    body: dict[str, Any] = {
+        "apiVersion": f"{PERSES_GROUP}/{PERSES_VERSION}",
+        "kind": "PersesDashboard",
+        "metadata": {
+            "name": name, "namespace": settings.namespace,
+            "labels": {"app.kubernetes.io/managed-by": "chargeback-operator",
+                       "chargeback.dev/pricing": fit(owner.name, LABEL_VALUE)},
+            "ownerReferences": [{"apiVersion": API_VERSION, "kind": "TierPricing",
+                                 "name": owner.name, "uid": owner.uid, "controller": True}],
+        },
+        "spec": spec,
+    }  # fmt: skip
+    try:
+        current = cast("dict[str, Any]", objects.get_namespaced_custom_object(*args, name))
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        objects.create_namespaced_custom_object(*args, body)
+        return
+    if current.get("spec") != spec:
+        body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        objects.replace_namespaced_custom_object(*args, name, body)
 
 
 def _provision(

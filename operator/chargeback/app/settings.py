@@ -106,6 +106,9 @@ class OperatorSettings(BaseSettings):
     """Make GrafanaDashboard objects: auto (when the CRD exists), on or off."""
     grafana_instance_selector: str = "dashboards=grafana"
     """Label (key=value) of the Grafana instances grafana-operator should load dashboards into."""
+    dashboard_kinds: str = Field("both", pattern="^(grafana|perses|both)$")
+    """Dashboards to make: grafana (ConfigMaps, GrafanaDashboards), perses (PersesDashboards for
+    the OpenShift console, where that CRD exists) or both."""
 
     @field_validator("bucket", "gpu_resolution")
     @classmethod
@@ -190,6 +193,7 @@ class OperatorSettings(BaseSettings):
             folder=self.dashboard_folder,
             grafana_operator=self.grafana_operator,
             instance_selector=_pair(self.grafana_instance_selector),
+            kinds=self.dashboard_kinds,
         )
 
 

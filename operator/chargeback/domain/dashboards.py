@@ -272,6 +272,30 @@ def panel(spec: PanelSpec, panel_id: int) -> Any:
     return panel
 
 
+@dataclass(frozen=True)
+class Variable:
+    """A dashboard variable: the values of ``label`` on the series of ``selector``."""
+
+    name: str
+    label: str
+    selector: str
+
+
+@dataclass(frozen=True)
+class Board:
+    """A dashboard, whatever renders it (Grafana JSON here, Perses in ``domain/perses.py``)."""
+
+    title: str
+    uid: str
+    tags: tuple[str, ...]
+    since: str
+    """The default time range: the last ``since`` (e.g. 24h)."""
+    refresh: str
+    variables: tuple[Variable, ...]
+    rows: tuple[tuple[str | None, tuple[PanelSpec, ...]], ...]
+    """Rows of panels; a row without a title is laid out without a row header."""
+
+
 def variable(name: str, query: str) -> Any:
     """A multi-value query variable with All."""
     return (
@@ -285,40 +309,68 @@ def variable(name: str, query: str) -> Any:
     )
 
 
-def build_dashboard(
-    name: str, pricing: TierPricingSpec, source: SourceSpec, metric: str
-) -> dict[str, Any]:
-    """The dashboard JSON (classic schema) for one pricing and one source."""
+REPORT_VARIABLE = Variable("report", "report", "chargeback_report_tokens")
+
+
+def usage_board(name: str, pricing: TierPricingSpec, source: SourceSpec, metric: str) -> Board:
+    """The usage and chargeback dashboard of one pricing and one source."""
     base = series_selector(metric, parse_selector(source.selector))
-    board = (
-        dashboard.Dashboard(f"AI token usage and chargeback ({name})")
-        .uid(fit(f"chargeback-{name}", GRAFANA_UID))
-        .tags(["chargeback", "ai-gateway"])
-        .time("now-24h", "now")
-        .refresh("5m")
+    labels = source.labels
+    variables = (
+        Variable("user", labels.user, base), Variable("tier", labels.tier, base),
+        Variable("model", labels.model, base), REPORT_VARIABLE,
+        *(Variable(label, label, base) for label in source.extra_labels),
+    )  # fmt: skip
+    return Board(
+        title=f"AI token usage and chargeback ({name})",
+        uid=fit(f"chargeback-{name}", GRAFANA_UID),
+        tags=("chargeback", "ai-gateway"),
+        since="24h",
+        refresh="5m",
+        variables=variables,
+        rows=(
+            ("Usage (live, from the gateway's counters)",
+             tuple(usage_panels(pricing, source, metric))),
+            ("Chargeback (billing-grade, from the operator)",
+             tuple(chargeback_panels(pricing.currency))),
+        ),
+    )  # fmt: skip
+
+
+def grafana(board: Board) -> dict[str, Any]:
+    """The Grafana dashboard JSON (classic schema) of ``board``."""
+    built = (
+        dashboard.Dashboard(board.title)
+        .uid(board.uid)
+        .tags(list(board.tags))
+        .time(f"now-{board.since}", "now")
+        .refresh(board.refresh)
         .timezone("browser")
         .with_variable(
             dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus")
         )
-        .with_variable(variable("user", f"label_values({base}, {source.labels.user})"))
-        .with_variable(variable("tier", f"label_values({base}, {source.labels.tier})"))
-        .with_variable(variable("model", f"label_values({base}, {source.labels.model})"))
-        .with_variable(variable("report", "label_values(chargeback_report_tokens, report)"))
     )
-    for label in source.extra_labels:
-        board = board.with_variable(variable(label, f"label_values({base}, {label})"))
+    for var in board.variables:
+        built = built.with_variable(
+            variable(var.name, f"label_values({var.selector}, {var.label})")
+        )
     panel_id = 1
-    for title, panels in (
-        ("Usage (live, from the gateway's counters)", usage_panels(pricing, source, metric)),
-        ("Chargeback (billing-grade, from the operator)", chargeback_panels(pricing.currency)),
-    ):
-        board = board.with_row(dashboard.Row(title).id(panel_id))
-        panel_id += 1
-        for spec in panels:
-            board = board.with_panel(panel(spec, panel_id))
+    for title, panels in board.rows:
+        if title is not None:
+            built = built.with_row(dashboard.Row(title).id(panel_id))
             panel_id += 1
-    encoded: dict[str, Any] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
+        for spec in panels:
+            built = built.with_panel(panel(spec, panel_id))
+            panel_id += 1
+    encoded: dict[str, Any] = json.loads(json.dumps(built.build(), cls=JSONEncoder))
     return encoded
+
+
+def build_dashboard(
+    name: str, pricing: TierPricingSpec, source: SourceSpec, metric: str
+) -> dict[str, Any]:
+    """The dashboard JSON (classic schema) for one pricing and one source."""
+    return grafana(usage_board(name, pricing, source, metric))
 
 
 def panel_queries(document: dict[str, Any]) -> list[tuple[str, str]]:

@@ -6,21 +6,18 @@ forecast.
 
 from __future__ import annotations
 
-import json
 from typing import Any
-
-from grafana_foundation_sdk.builders import dashboard
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.source import SourceSpec
 from chargeback.domain.dashboards import (
+    REPORT_VARIABLE,
+    Board,
     PanelSpec,
-    build_dashboard,
     cost_expr,
     filtered,
-    panel,
-    variable,
+    grafana,
+    usage_board,
 )
 from chargeback.domain.infra import InfraSource
 from chargeback.domain.money import parse_decimal
@@ -113,37 +110,45 @@ def value_panels(
     ]  # fmt: skip
 
 
+def value_board(
+    name: str, pricing: TierPricingSpec, source: SourceSpec, metric: str, infra: InfraSource
+) -> Board:
+    """The cost-to-value dashboard of one pricing and source."""
+    return Board(
+        title=f"AI models: cost to value ({name})",
+        uid=fit(f"chargeback-value-{name}", GRAFANA_UID),
+        tags=("chargeback", "ai-gateway", "cost-to-value"),
+        since="7d",
+        refresh="15m",
+        variables=(REPORT_VARIABLE,),
+        rows=((None, tuple(value_panels(pricing, source, metric, infra))),),
+    )
+
+
 def build_value_dashboard(
     name: str, pricing: TierPricingSpec, source: SourceSpec, metric: str, infra: InfraSource
 ) -> dict[str, Any]:
     """The cost-to-value dashboard JSON for one pricing and source."""
-    board = (
-        dashboard.Dashboard(f"AI models: cost to value ({name})")
-        .uid(fit(f"chargeback-value-{name}", GRAFANA_UID))
-        .tags(["chargeback", "ai-gateway", "cost-to-value"])
-        .time("now-7d", "now")
-        .refresh("15m")
-        .timezone("browser")
-        .with_variable(
-            dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus")
-        )
-        .with_variable(variable("report", "label_values(chargeback_report_tokens, report)"))
-    )
-    for panel_id, spec in enumerate(value_panels(pricing, source, metric, infra), start=1):
-        board = board.with_panel(panel(spec, panel_id))
-    encoded: dict[str, Any] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
-    return encoded
+    return grafana(value_board(name, pricing, source, metric, infra))
 
 
-def dashboards_of(
+def boards_of(
     name: str, pricing: TierPricingSpec, source: SourceSpec, metric: str, infra: InfraSource | None
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Board]:
     """Every dashboard of a pricing and source by name suffix: usage (""), cost to value ("-value").
 
     The cost-to-value dashboard exists when GPU usage is collected and the pricing has
     infrastructure costs.
     """
-    boards = {"": build_dashboard(name, pricing, source, metric)}
+    boards = {"": usage_board(name, pricing, source, metric)}
     if infra is not None and pricing.infrastructure is not None:
-        boards["-value"] = build_value_dashboard(name, pricing, source, metric, infra)
+        boards["-value"] = value_board(name, pricing, source, metric, infra)
     return boards
+
+
+def dashboards_of(
+    name: str, pricing: TierPricingSpec, source: SourceSpec, metric: str, infra: InfraSource | None
+) -> dict[str, dict[str, Any]]:
+    """Every dashboard of a pricing and source as Grafana JSON, by name suffix (``boards_of``)."""
+    boards = boards_of(name, pricing, source, metric, infra)
+    return {suffix: grafana(board) for suffix, board in boards.items()}

@@ -40,3 +40,14 @@ def focus_validator() -> Path:
     if not path.is_file():
         raise ComponentError(f"{path} not found; run `make tools`")
     return path
+
+
+PERCLI_VERSION = "v0.52.0"
+
+
+def percli() -> Path:
+    """Perses' CLI (its linter validates dashboards), built by `make tools`."""
+    path = CACHE_ROOT / "bin" / f"percli-{PERCLI_VERSION}" / "percli"
+    if not path.is_file():
+        raise ComponentError(f"{path} not found; run `make tools`")
+    return path
