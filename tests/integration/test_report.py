@@ -156,9 +156,16 @@ def test_finalised_period_is_byte_identical_after_a_price_change(
               "--ledger", ledger]  # fmt: skip
     first = run(*common, "--pricing", str(files["single"]), "--format", "json")
     assert first.returncode == 0, first.stderr
+    focus = run(*common, "--pricing", str(files["single"]), "--format", "focus")
+    assert focus.returncode == 0, focus.stderr
     again = run(*common, "--pricing", str(files["versioned"]), "--format", "json")
     assert again.returncode == 0, again.stderr
     assert again.stdout == first.stdout
+    # FOCUS for finance too: the same bytes, to the cent of the report.
+    assert run(*common, "--pricing", str(files["versioned"]), "--format", "focus").stdout == (
+        focus.stdout)  # fmt: skip
+    billed = sum(Decimal(r["BilledCost"]) for r in csv.DictReader(io.StringIO(focus.stdout)))
+    assert str(billed) == json.loads(first.stdout)["totals"]["cost"]
     as_csv = run(*common, "--pricing", str(files["versioned"]), "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert list(rows[0])[:6] == ["user", "team", "tier", "model", "tokens", "cost"]
