@@ -56,6 +56,8 @@ def test_a_registered_format_appears_in_the_cli_the_endpoint_and_the_exports(
 
     # The export ConfigMap holds every registered format, the new one included.
     report = wait_ready(api_client, namespace, "totals")
+    # No source section: the counter's labels say which contract it speaks (here the workshop's).
+    assert report["status"]["source"]["contract"] == "MaaSWorkshop"
     export = client.CoreV1Api(api_client).read_namespaced_config_map(
         report["status"]["exports"][0], namespace
     )

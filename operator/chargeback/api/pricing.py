@@ -26,7 +26,8 @@ class TierPrice(ApiModel):
     """The price of one tier."""
 
     name: DnsLabel
-    """Tier name as it appears in the source's tier label (e.g. free, premium, enterprise)."""
+    """The plan: the value of the counter's tier label (free, premium, ...), or on MaaS v0.2+
+    counters, which have no tier, of its subscription label (see UsageReport status.source)."""
     price: DecimalString
     """Price per unit of tokens, as a decimal string (e.g. "0.005")."""
     included_tokens: Annotated[int, Strict(), Field(ge=0, le=10**15)] = 0

@@ -249,6 +249,16 @@ class ForecastSummary(ApiModel):
     """Per model (the 50 busiest); per model and tier in the exports."""
 
 
+class SourceReading(ApiModel):
+    """How the counter's labels are read: set by the report, or detected (zero configuration)."""
+
+    contract: Literal["Configured", "MaaSWorkshop", "MaaSSubscriptions"]
+    """Configured (source.labels), MaaSWorkshop (user, tier, model) or MaaSSubscriptions
+    (subscription is the plan; cost_center the team when present)."""
+    message: Annotated[str, Field(max_length=512)] = ""
+    """The labels found and what was chosen."""
+
+
 class UsageReportStatus(ApiModel):
     """A bounded summary of the open (or fixed) period; details live in the exports."""
 
@@ -278,6 +288,8 @@ class UsageReportStatus(ApiModel):
     """Next period's usage forecast; unset when unavailable (see Forecast condition)."""
     budgets: BudgetStatuses = []  # noqa: RUF012
     """Where each budget stands in the period shown (see WithinBudget)."""
+    source: SourceReading | None = None
+    """How the counter's labels are read (the contract detected when source.labels is unset)."""
     exports: Annotated[list[Annotated[str, Field(max_length=253)]], Field(max_length=64)] = []  # noqa: RUF012
     """ConfigMaps holding the full document (JSON and CSV) of the period shown."""
     last_refresh_time: dt.datetime | None = None

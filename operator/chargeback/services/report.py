@@ -15,12 +15,14 @@ from chargeback.adapters.pricing_ledger import FinalDocument, PricingLedger
 from chargeback.api.report import UsageReportSpec
 from chargeback.domain import formats
 from chargeback.domain.attribution import TeamResolver
+from chargeback.domain.contracts import Detected
 from chargeback.domain.formats import DEFAULT_CONTEXT, ExportContext, json_document
 from chargeback.domain.periods import Period, check_aligned, is_final, report_period
 from chargeback.domain.pricing import PriceBook
 from chargeback.domain.reports import ReportDocument, build_document
 from chargeback.domain.usage import Gap
 from chargeback.services.collect import Collector, CollectResult
+from chargeback.services.contracts import ContractDetector
 from chargeback.services.infra import InfraCollector
 from chargeback.services.value import ValueService
 
@@ -45,6 +47,10 @@ class Rendered:
     """Renditions by format name, rendered on first use (a finalised period's as stored)."""
     context: ExportContext = DEFAULT_CONTEXT
     """The names finance exports carry (settings)."""
+    detected: Detected | None = None
+    """How the counter was read (None for a finalised period read from the ledger)."""
+    spec: UsageReportSpec | None = None
+    """The report's spec as it was read (labels as detected)."""
 
     def text(self, fmt: str) -> str:
         """The document in the registered format ``fmt``."""
@@ -72,6 +78,7 @@ class ReportService:
         self.ledger = ledger
         self.finals = PricingLedger(ledger)
         self.value = ValueService(ledger, infra, collector.settings.bucket_ms)
+        self.contracts = ContractDetector(collector)
 
     def render(
         self,
@@ -95,6 +102,7 @@ class ReportService:
         stored = self.finals.final(report, period.start_ms)
         if stored is not None:
             return _rendered(stored, None, self.context)
+        spec, detected = self.contracts.resolve(spec, period, now_ms)
         ready = min(now_ms - SCRAPE_DELAY_MS, period.end_ms)
         start = period.start_ms if history_start_ms is None else history_start_ms
         collected = self.collector.collect(spec.source, start, max(ready, start))
@@ -129,7 +137,8 @@ class ReportService:
         forecast = self.value.forecast(source_id, spec, period, collected.watermark_ms)
         document = replace(document, finalized=final, cost_to_value=value, forecast=forecast,
                            scope=scope)  # fmt: skip
-        rendered = Rendered(period, document, final, collected, context=self.context)
+        rendered = Rendered(period, document, final, collected, context=self.context,
+                            detected=detected, spec=spec)  # fmt: skip
         return self._finalize(report, rendered, now_ms) if final else rendered
 
     def _gaps(self, source_id: str, period: Period) -> list[Gap]:
@@ -155,7 +164,8 @@ class ReportService:
                 finalized_ms=now_ms,
             )
         )
-        return _rendered(stored, rendered.collected, self.context)
+        kept = _rendered(stored, rendered.collected, self.context)
+        return replace(kept, detected=rendered.detected, spec=rendered.spec)
 
     def is_final(self, report: str, period_start_ms: int) -> bool:
         """Whether that period of the report is finalised."""

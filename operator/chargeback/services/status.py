@@ -19,11 +19,13 @@ from chargeback.api.report import (
     ForecastSummary,
     ModelValue,
     PeriodSummary,
+    SourceReading,
     Totals,
     UsageReportStatus,
     ValueTotals,
 )
 from chargeback.domain.conditions import Cond, Reason, Type, merge, ready
+from chargeback.domain.contracts import Detected
 from chargeback.domain.money import format_money
 from chargeback.domain.reports import Breakdown as DocumentBreakdown
 from chargeback.domain.reports import ReportDocument, iso
@@ -166,6 +168,11 @@ def _forecast_summary(forecast: ForecastSection | None) -> ForecastSummary | Non
             for m in busiest[: STATUS_LIMITS["insight"]]
         ],
     })  # fmt: skip
+
+
+def source_reading(found: Detected | None) -> SourceReading | None:
+    """How the counter was read, for the status (None: a finalised period from the ledger)."""
+    return None if found is None else SourceReading(contract=found.contract, message=found.message)
 
 
 def as_patch(status: UsageReportStatus | Any) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from chargeback.services.status import (
     conditions,
     gaps_message,
     report_conditions,
+    source_reading,
     summarize,
 )
 
@@ -228,6 +229,7 @@ class UsageReportReconciler:
             "observed_generation": generation,
             "conditions": conditions(previous, current, now, generation),
             "budgets": budgets.statuses(found, document.currency),
+            "source": source_reading(rendered.detected),
         })  # fmt: skip
         report_metrics.publish(owner, document, rendered.collected, self.clock())
         budgets.publish(owner, found, document.currency)
@@ -261,7 +263,7 @@ class UsageReportReconciler:
 
     def _provision(self, key: str, checked: Checked, rendered: Rendered) -> list[Event]:
         """Dashboards; a failure costs the dashboard only, and an event says what to fix."""
-        spec, book = checked.spec, checked.book
+        spec, book = rendered.spec or checked.spec, checked.book
         metric = (rendered.collected.metric if rendered.collected else spec.source.metric) or (
             DEFAULT_METRICS[0]
         )

@@ -1,0 +1,124 @@
+"""Zero configuration on both MaaS eras: a report with only pricingRef and period reads the
+workshop contract (user, tier, model) and MaaS v0.2 subscriptions (with and without `user`)
+exactly, against the simulator's truth, on real Prometheus."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from chargeback.testing.prometheus import PrometheusServer
+from chargeback.testing.simulator import HOUR_MS, Simulation
+from tests.integration.conftest import T0, Traffic
+
+START, END = T0 + 24 * HOUR_MS, T0 + 48 * HOUR_MS
+PRICES = {"free": "0.005", "premium": "0.008", "enterprise": "0.006"}
+COST_CENTER = {"free": "cc-100", "premium": "cc-200", "enterprise": "cc-200"}
+
+
+def maas_v02(sim: Simulation, *, with_user: bool) -> Iterator[str]:
+    """The simulator's counters as MaaS v0.2 exports them: the tier becomes the subscription,
+    with its cost centre and organisation. Without `user`, Limitador keeps one counter per
+    subscription and model (per replica): the users' counters summed, each carried at its last
+    value until the replica restarts."""
+    metric = sim.scenario.metric
+    yield f"# TYPE {metric} unknown"
+    restarts = defaultdict(list)
+    for replica, t_ms in sim.scenario.restarts:
+        restarts[replica].append(t_ms)
+    merged: dict[tuple[int, str, str, str], list[list[tuple[int, float]]]] = defaultdict(list)
+    for (replica, (user, tier, model)), points in sorted(sim.samples.items()):
+        if model:
+            merged[(replica, user if with_user else "", tier, model)].append(points)
+    for (replica, user, tier, model), series in sorted(merged.items()):
+        labels = (f'user="{user}",' if with_user else "") + (
+            f'subscription="{tier}",cost_center="{COST_CENTER[tier]}",organization_id="acme",'
+            f'model="{model}",limitador_namespace="llm/{tier}-route",pod="limitador-{replica}"'
+        )
+        for t_ms, value in _summed(series, restarts[replica]):
+            yield f"{metric}{{{labels}}} {value} {t_ms / 1000:.3f}"
+    yield "# EOF"
+
+
+def _summed(series: list[list[tuple[int, float]]], resets: list[int]) -> list[tuple[int, float]]:
+    """One counter from several: at each scrape, the sum of every counter's last value since the
+    latest restart before it."""
+    times = sorted({t for points in series for t, _ in points})
+    summed = []
+    for t_ms in times:
+        epoch = max((r for r in resets if r <= t_ms), default=0)
+        total = 0.0
+        for points in series:
+            last = next((v for at, v in reversed(points) if epoch <= at <= t_ms), None)
+            total += last or 0.0
+        summed.append((t_ms, total))
+    return summed
+
+
+def report(prometheus: PrometheusServer, tmp_path: Path) -> dict[str, Any]:
+    """`chargeback report --format json` of a report with only pricingRef and period."""
+    pricing = {"apiVersion": "chargeback.dev/v1alpha1", "kind": "TierPricing",
+               "metadata": {"name": "maas"},
+               "spec": {"currency": "USD", "tokensPerUnit": 1000,
+                        "tiers": [{"name": t, "price": p} for t, p in PRICES.items()]}}  # fmt: skip
+    usage = {"apiVersion": "chargeback.dev/v1alpha1", "kind": "UsageReport",
+             "metadata": {"name": "zero", "namespace": "finance"},
+             "spec": {"pricingRef": {"name": "maas"},
+                      "period": {"start": "2026-01-02T00:00:00Z",
+                                 "end": "2026-01-03T00:00:00Z"}}}  # fmt: skip
+    (tmp_path / "pricing.yaml").write_text(yaml.safe_dump(pricing))
+    (tmp_path / "report.yaml").write_text(yaml.safe_dump(usage))
+    run = subprocess.run([sys.executable, "-m", "chargeback", "report", "--prometheus-url",
+                          prometheus.url, "--pricing", str(tmp_path / "pricing.yaml"),
+                          "--report", str(tmp_path / "report.yaml"), "--no-gpu-costs",
+                          "--format", "json"], capture_output=True, text=True, timeout=300,
+                         check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    document: dict[str, Any] = json.loads(run.stdout)
+    return document
+
+
+def truth(traffic: Traffic, key: Callable[[str, str, str], tuple[str, ...]]) -> dict[Any, int]:
+    totals: dict[Any, int] = defaultdict(int)
+    for (user, tier, model, _), count in traffic.sim.truth(START, END).items():
+        totals[key(user, tier, model)] += count
+    return {k: v for k, v in totals.items() if v}
+
+
+def lines(document: dict[str, Any], *fields: str) -> dict[Any, int]:
+    totals: dict[Any, int] = defaultdict(int)
+    for line in document["lines"]:
+        totals[tuple(line[f] for f in fields)] += line["tokens"]
+    return {k: v for k, v in totals.items() if v}
+
+
+@pytest.mark.parametrize("with_user", [False, True], ids=["no-user", "user-captured"])
+def test_maas_subscriptions_need_no_configuration(
+    traffic: Traffic, prometheus_factory: Callable[..., PrometheusServer], tmp_path: Path,
+    with_user: bool,
+) -> None:  # fmt: skip
+    path = tmp_path / "maas.om"
+    path.write_text("\n".join(maas_v02(traffic.sim, with_user=with_user)) + "\n")
+    document = report(prometheus_factory(path), tmp_path)
+    # Per (cost centre, subscription, model), exact; the plan is the subscription.
+    expected = truth(traffic, lambda user, tier, model: (COST_CENTER[tier], tier, model))
+    assert lines(document, "team", "tier", "model") == expected
+    assert document["totals"]["unpricedTokens"] == 0  # subscriptions matched the pricing's tiers
+    if with_user:
+        assert lines(document, "user", "tier") == truth(traffic, lambda u, t, _: (u, t))
+    else:
+        assert {line["user"] for line in document["lines"]} == {""}
+
+
+def test_the_workshop_contract_needs_no_configuration(traffic: Traffic, tmp_path: Path) -> None:
+    document = report(traffic.prometheus, tmp_path)
+    assert lines(document, "user", "tier", "model") == truth(traffic, lambda u, t, m: (u, t, m))
+    assert {line["team"] for line in document["lines"]} == {"unassigned"}
