@@ -283,8 +283,15 @@ class PrometheusClient:
             "start": f"{start_ms / 1000:.3f}",
             "end": f"{end_ms / 1000:.3f}",
         }
-        found = self._call("metric names", self._client.get_label_values, "__name__", params)
-        return set(found or ()) & set(names)
+
+        def decoded() -> list[str]:
+            found = self._client.get_label_values("__name__", params)
+            if not isinstance(found, list) or not all(isinstance(n, str) for n in found):
+                raise TypeError(f"label values are not a list of names: {str(found)[:100]}")
+            return found
+
+        names_found: list[str] = self._call("metric names", decoded)
+        return set(names_found) & set(names)
 
     def closed_ranges(self) -> bool:
         """Whether range selectors include their left edge (Prometheus 2.x) or not (3.x)."""
