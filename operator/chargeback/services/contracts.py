@@ -15,10 +15,11 @@ from chargeback.domain.buckets import DAY_MS, HOUR_MS
 from chargeback.domain.contracts import PROBED, Contract, Detected, apply, configured, detect
 from chargeback.domain.periods import Period
 from chargeback.domain.selectors import Matcher, parse_selector, series_selector
-from chargeback.services.collect import Collector
+from chargeback.services.collect import CollectError, Collector
 
 CACHE_S = 600.0
 MAX_WINDOW_MS = 31 * DAY_MS
+RECENT_MS = DAY_MS
 
 
 class ContractDetector:
@@ -36,22 +37,39 @@ class ContractDetector:
     def resolve(
         self, spec: UsageReportSpec, period: Period, now_ms: int
     ) -> tuple[UsageReportSpec, Detected]:
-        """The spec to collect and report with, and what was detected."""
+        """The spec to collect and report with, and what was detected.
+
+        The counter's labels are read from its last day before now (what it speaks today, so
+        every period of a report reads it alike), else from the period itself (a past period
+        whose counter is gone); no series at all: the default mapping, and collection says why.
+        """
         if configured(spec):
             return spec, Detected(Contract.CONFIGURED)
-        at = min(now_ms, period.end_ms)
-        window = max(HOUR_MS, min(at - period.start_ms, MAX_WINDOW_MS))
         source = spec.source
-        key = (source.metric, source.selector, at // (int(CACHE_S) * 1000))
-        present = self._present.get(key, lambda: self._labels(source, at, window))
+        at = min(now_ms, period.end_ms)
+        windows = (
+            (now_ms, RECENT_MS),
+            (at, max(HOUR_MS, min(at - period.start_ms, MAX_WINDOW_MS))),
+        )
+        key = (source.metric, source.selector, now_ms // (int(CACHE_S) * 1000), period.end_ms)
+        present = self._present.get(key, lambda: self._labels(source, windows))
         found = Detected(detect(present), present)
         return apply(spec, found), found
 
-    def _labels(self, source: SourceSpec, at: int, window: int) -> frozenset[str]:
-        """The probed labels that some series of the counter carries (non-empty)."""
-        metric = self.collector.resolve_metric(source, at - window, at)
-        matchers = parse_selector(source.selector)
-        span = f"{window // 1000}s"
+    def _labels(self, source: SourceSpec, windows: tuple[tuple[int, int], ...]) -> frozenset[str]:
+        """The probed labels the counter's series carry, in the first window that has series."""
+        for at, window in windows:
+            try:
+                metric = self.collector.resolve_metric(source, at - window, at)
+            except CollectError:
+                continue
+            return self._probe(metric, parse_selector(source.selector), at, f"{window // 1000}s")
+        return frozenset()
+
+    def _probe(
+        self, metric: str, matchers: tuple[Matcher, ...], at: int, span: str
+    ) -> frozenset[str]:
+        """Which probed labels have values on the series, and whether any has a user."""
         grouped = [label for label in PROBED if label != "user"]
         selector = series_selector(metric, matchers)
         groups = self.prometheus.vector(
