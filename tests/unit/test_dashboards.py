@@ -75,6 +75,12 @@ def test_dashboards_cli_writes_json_for_a_report_source(tmp_path: Path) -> None:
     board = json.loads((tmp_path / "chargeback-maas-default.json").read_text())
     names = [v["name"] for v in board["templating"]["list"]]
     assert names == ["datasource", "user", "tier", "model", "report", "limitador_namespace"]
+    perses = CliRunner().invoke(main, [*args, "--output", str(tmp_path), "--kinds", "perses"])
+    assert perses.exit_code == 0, perses.output
+    resource = json.loads((tmp_path / "chargeback-maas-default.perses.json").read_text())
+    assert (resource["kind"], resource["metadata"]) == (
+        "Dashboard", {"name": "chargeback-maas-default", "project": "chargeback"})  # fmt: skip
+    assert len(resource["spec"]["panels"]) == len(board["panels"]) - 2  # Grafana has 2 rows
     bad = CliRunner().invoke(main, ["dashboards", "--pricing", str(report),
                                     "--output", str(tmp_path)])  # fmt: skip
     assert bad.exit_code == 2
