@@ -121,6 +121,14 @@ def test_status_condition_and_events_of_a_crossing() -> None:
         "BudgetThresholdReached", "BudgetThresholdReached", "BudgetExceeded"]  # fmt: skip
 
 
+def test_a_tiny_amount_and_a_large_spend_still_fit_the_status() -> None:
+    b = budget(amount="0.000000000001")
+    (reading,) = read([b], document([line("ana", "ml", Decimal("9" * 25))]), {})
+    assert reading.percent == Decimal("999999999.0")
+    assert reading.state == "exceeded"
+    service.statuses([reading], "USD")  # validates against the CRD's bounds
+
+
 def test_run_rate_projection() -> None:
     # Too early: under 1/20 of the period (5 h of 100 h).
     assert run_rate(Decimal(10), 0, 100 * HOUR, 4 * HOUR) is None

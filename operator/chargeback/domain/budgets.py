@@ -25,6 +25,8 @@ from chargeback.domain.reports import ReportDocument
 MIN_ELAPSED_FRACTION = 20
 """A projection needs 1/20 of the period elapsed (and at least MIN_ELAPSED_MS)."""
 MIN_ELAPSED_MS = HOUR_MS
+MAX_PERCENT = Decimal("999999999")
+"""Percentages are capped here (a status field is bounded; a tiny amount and a large spend)."""
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,9 @@ class Reading:
 
     @property
     def percent(self) -> Decimal:
-        """Spent as a percentage of the amount, rounded down to 0.1."""
-        return (self.spent * 100 / self.amount).quantize(Decimal("0.1"), rounding=ROUND_DOWN)
+        """Spent as a percentage of the amount, rounded down to 0.1 (at most MAX_PERCENT)."""
+        exact = min(self.spent * 100 / self.amount, MAX_PERCENT)
+        return exact.quantize(Decimal("0.1"), rounding=ROUND_DOWN)
 
     @property
     def state(self) -> BudgetState:
