@@ -55,10 +55,8 @@ EXERCISED_BY = {
     "chargeback collect": "tests.test_docs::test_readme_prometheus_commands_as_written",
     "chargeback ledger show": "tests.test_docs::test_readme_prometheus_commands_as_written",
     "chargeback alerts": "tests.test_docs::test_budget_rule_commands_as_written",
-    "chargeback statement": "tests.integration.test_statement::"
-    "test_a_statement_renders_in_chromium_with_the_documents_totals",
-    "chromium --headless": "tests.integration.test_statement::"
-    "test_a_statement_renders_in_chromium_with_the_documents_totals",
+    "chargeback statement": "tests.test_docs::test_finance_commands_as_written",
+    "chromium --headless": "tests.test_docs::test_finance_commands_as_written",
     "promtool check rules": "tests.test_docs::test_budget_rule_commands_as_written",
 }
 
@@ -267,3 +265,35 @@ def test_budget_rule_commands_as_written(
     (group,) = rules["groups"]
     teams = {r["labels"].get("team") for r in group["rules"]}
     assert teams == {None, "data-science"}  # the report-wide budget and the team's
+
+
+def test_finance_commands_as_written(
+    clean_install: CleanInstall,
+    fresh_clone: Path,
+    prometheus_factory: Callable[..., PrometheusServer],
+    tmp_path: Path,
+) -> None:
+    """docs/finance.md's FOCUS and statement commands, typed at the clone's root with the
+    installed CLI and Debian's chromium, on the pilot week's simulated traffic."""
+    sim, openmetrics = fixed_example_traffic(tmp_path)
+    prometheus = prometheus_factory(openmetrics)
+    for leftover in ("focus.csv", "statement.html", "statement.pdf"):
+        (fresh_clone / leftover).unlink(missing_ok=True)
+    for first in ("chargeback report", "chargeback statement"):
+        script = as_a_reader(readme_block(first, "docs/finance.md"), prometheus=prometheus.url,
+                             state="")  # fmt: skip
+        run = subprocess.run(["bash", "-e", "-c", script], cwd=fresh_clone, capture_output=True,
+                             text=True, timeout=600, env=reader_env(clean_install),
+                             check=False)  # fmt: skip
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    example = yaml.safe_load((ROOT / "docs/examples/usagereport-fixed.yaml").read_text())
+    period = (ms(example["spec"]["period"]["start"]), ms(example["spec"]["period"]["end"]))
+    pricing = yaml.safe_load((ROOT / "docs/examples/tierpricing.yaml").read_text())
+    tokens, cost = expected(sim, pricing, *period)
+    with (fresh_clone / "focus.csv").open() as focus:
+        rows = list(csv.DictReader(focus))
+    assert sum(int(r["ConsumedQuantity"]) for r in rows) == tokens > 0
+    assert sum(Decimal(r["BilledCost"]) for r in rows) == Decimal(cost)
+    page = (fresh_clone / "statement.html").read_text()
+    assert "Team cc-101: AI usage statement" in page
+    assert (fresh_clone / "statement.pdf").read_bytes()[:5] == b"%PDF-"

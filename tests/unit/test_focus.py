@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
+from dataclasses import replace
 from decimal import Decimal
 
 from hypothesis import given, settings
@@ -61,6 +62,10 @@ def test_focus_of_a_stored_document_is_byte_identical(
     back = json_document.parse(json_document.render(doc))
     context = ExportContext(provider="Platform", invoice_issuer="Finance", service="Inference")
     assert focus.render(back, context) == focus.render(doc, context)
+    # A document finalised before charges existed: one row per line, the same total.
+    old = rows_of(focus.render(replace(doc, charges=None), context))
+    assert len(old) == len(doc.lines)
+    assert sum(Decimal(r["BilledCost"]) for r in old) == doc.cost
 
 
 def test_a_price_change_mid_period_gives_two_charges() -> None:
