@@ -71,11 +71,41 @@ reconcile_seconds = Histogram(
 )  # fmt: skip
 
 
-def forget_report(namespace: str, report: str) -> None:
-    """Drop a deleted report's series (prometheus-client has no remove-by-prefix)."""
-    for gauge in (report_tokens, report_cost, report_unpriced, model_infra_cost,
-                  model_gpu_hours, forecast_tokens, budget_amount, budget_spent,
-                  budget_projected):  # fmt: skip
+REPORT_GAUGES = (report_tokens, report_cost, report_unpriced, model_infra_cost, model_gpu_hours,
+                 forecast_tokens, budget_amount, budget_spent, budget_projected)  # fmt: skip
+"""Gauges whose first two labels are a report's namespace and name."""
+
+
+def forget_report(
+    namespace: str, report: str, keep: frozenset[tuple[int, tuple[str, ...]]] = frozenset()
+) -> None:
+    """Drop a report's series but those in ``keep`` ((gauge index, labels)).
+
+    With nothing kept: all of a deleted report's (prometheus-client has no remove-by-prefix).
+    """
+    for index, gauge in enumerate(REPORT_GAUGES):
         for labels in list(gauge._metrics):  # the registry's own view of its label sets
-            if labels[:2] == (namespace, report):
+            if labels[:2] == (namespace, report) and (index, labels) not in keep:
                 gauge.remove(*labels)
+
+
+class ReportSeries:
+    """Sets a report's series, then drops those it did not set.
+
+    A scrape in between sees the previous numbers, never none (an alert on them would resolve
+    and fire again).
+    """
+
+    def __init__(self, namespace: str, report: str) -> None:
+        self.namespace, self.report = namespace, report
+        self._set: set[tuple[int, tuple[str, ...]]] = set()
+
+    def set(self, gauge: Gauge, labels: tuple[str, ...], value: float) -> None:
+        """Set one series of ``gauge`` (labels after the namespace and report)."""
+        full = (self.namespace, self.report, *labels)
+        gauge.labels(*full).set(value)
+        self._set.add((REPORT_GAUGES.index(gauge), full))
+
+    def prune(self) -> None:
+        """Drop the report's series not set since this object was made."""
+        forget_report(self.namespace, self.report, frozenset(self._set))

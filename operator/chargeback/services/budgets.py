@@ -1,4 +1,4 @@
-"""A report's budgets: status entries, the WithinBudget condition, crossing events, metrics, rules.
+"""A report's budgets: status entries, the WithinBudget condition, crossing events, rules.
 
 Events are posted once per crossing per period: what was announced is kept in the status
 (``crossed``, ``projectedOverrun``), which the next reconciliation (or a restarted operator)
@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from chargeback.adapters import metrics
 from chargeback.adapters.alert_rules import AlertRulesError, apply_rules
 from chargeback.adapters.exports import Owner
 from chargeback.api.budget import Budget, BudgetStatus
@@ -97,17 +96,6 @@ def events(found: Sequence[Reading], currency: str) -> list[Event]:
                        f"run rate so far ({_spent(r, currency)})")  # fmt: skip
             posted.append(Event(True, Reason.PROJECTED_TO_EXCEED, message, deduplicate=False))
     return posted
-
-
-def publish(owner: Owner, found: Sequence[Reading], currency: str) -> None:
-    """The budgets' series (after the report's own are replaced)."""
-    for r in found:
-        labels = (owner.namespace, owner.name, r.budget.name, r.budget.scope,
-                  r.budget.match or "", currency)  # fmt: skip
-        metrics.budget_amount.labels(*labels).set(float(r.amount))
-        metrics.budget_spent.labels(*labels).set(float(r.spent))
-        if r.projected is not None:
-            metrics.budget_projected.labels(*labels).set(float(r.projected))
 
 
 RULES_RECHECK_MS = 10 * 60_000

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 from chargeback.adapters import metrics
 from chargeback.adapters.exports import Owner
+from chargeback.domain.budgets import Reading
 from chargeback.domain.reports import ReportDocument
 from chargeback.services.collect import CollectResult
 
 
 def publish(
-    owner: Owner, document: ReportDocument, collected: CollectResult | None, now_ms: int
+    owner: Owner,
+    document: ReportDocument,
+    collected: CollectResult | None,
+    now_ms: int,
+    budgets: Sequence[Reading] = (),
 ) -> None:
-    """Replace the report's series with the numbers of ``document``."""
-    ns, name, currency = owner.namespace, owner.name, document.currency
-    metrics.forget_report(ns, name)
+    """Replace the report's series (and its budgets') with the numbers of ``document``."""
+    currency = document.currency
+    series = metrics.ReportSeries(owner.namespace, owner.name)
     tokens: dict[tuple[str, str, str], int] = {}
     cost: dict[tuple[str, str, str], Decimal] = {}
     for line in document.lines:
@@ -23,19 +29,25 @@ def publish(
         tokens[dims] = tokens.get(dims, 0) + line.tokens
         cost[dims] = cost.get(dims, Decimal(0)) + line.cost
     for dims, count in tokens.items():
-        metrics.report_tokens.labels(ns, name, *dims).set(count)
-        metrics.report_cost.labels(ns, name, *dims, currency).set(float(cost[dims]))
-    metrics.report_unpriced.labels(ns, name).set(document.unpriced_tokens)
+        series.set(metrics.report_tokens, dims, count)
+        series.set(metrics.report_cost, (*dims, currency), float(cost[dims]))
+    series.set(metrics.report_unpriced, (), document.unpriced_tokens)
     value, forecast = document.cost_to_value, document.forecast
     for model in value["byModel"] if value and value["available"] else []:
-        metrics.model_infra_cost.labels(ns, name, model["name"], currency).set(
-            float(model["infrastructureCost"])
-        )
-        metrics.model_gpu_hours.labels(ns, name, model["name"]).set(float(model["gpuHours"]))
+        series.set(metrics.model_infra_cost, (model["name"], currency),
+                   float(model["infrastructureCost"]))  # fmt: skip
+        series.set(metrics.model_gpu_hours, (model["name"],), float(model["gpuHours"]))
     for entry in forecast["byModel"] if forecast and forecast["available"] else []:
         bounds = {"tokens": entry["tokens"], "lower": entry["lower"], "upper": entry["upper"]}
         for bound, tokens_at in bounds.items():
-            metrics.forecast_tokens.labels(ns, name, entry["name"], bound).set(tokens_at)
+            series.set(metrics.forecast_tokens, (entry["name"], bound), tokens_at)
+    for r in budgets:
+        labels = (r.budget.name, r.budget.scope, r.budget.match or "", currency)
+        series.set(metrics.budget_amount, labels, float(r.amount))
+        series.set(metrics.budget_spent, labels, float(r.spent))
+        if r.projected is not None:
+            series.set(metrics.budget_projected, labels, float(r.projected))
+    series.prune()
     if collected is not None:
         source = collected.source_id
         metrics.watermark.labels(source).set(collected.watermark_ms / 1000)

@@ -231,8 +231,7 @@ class UsageReportReconciler:
             "budgets": budgets.statuses(found, document.currency),
             "source": source_reading(rendered.detected),
         })  # fmt: skip
-        report_metrics.publish(owner, document, rendered.collected, self.clock())
-        budgets.publish(owner, found, document.currency)
+        report_metrics.publish(owner, document, rendered.collected, self.clock(), found)
         return outcome(status, _full_patch(result), events=events)
 
     def _render(
