@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from chargeback.testing.gateways import summed
 from chargeback.testing.prometheus import PrometheusServer
 from chargeback.testing.simulator import HOUR_MS, Simulation
 from tests.integration.conftest import T0, Traffic
@@ -34,7 +35,7 @@ def maas_v02(sim: Simulation, *, with_user: bool) -> Iterator[str]:
     restarts = defaultdict(list)
     for replica, t_ms in sim.scenario.restarts:
         restarts[replica].append(t_ms)
-    merged: dict[tuple[int, str, str, str], list[list[tuple[int, float]]]] = defaultdict(list)
+    merged: dict[tuple[int, str, str, str], list[list[tuple[int, int]]]] = defaultdict(list)
     for (replica, (user, tier, model)), points in sorted(sim.samples.items()):
         if model:
             merged[(replica, user if with_user else "", tier, model)].append(points)
@@ -43,24 +44,9 @@ def maas_v02(sim: Simulation, *, with_user: bool) -> Iterator[str]:
             f'subscription="{tier}",cost_center="{COST_CENTER[tier]}",organization_id="acme",'
             f'model="{model}",limitador_namespace="llm/{tier}-route",pod="limitador-{replica}"'
         )
-        for t_ms, value in _summed(series, restarts[replica]):
+        for t_ms, value in summed(series, restarts[replica]):
             yield f"{metric}{{{labels}}} {value} {t_ms / 1000:.3f}"
     yield "# EOF"
-
-
-def _summed(series: list[list[tuple[int, float]]], resets: list[int]) -> list[tuple[int, float]]:
-    """One counter from several: at each scrape, the sum of every counter's last value since the
-    latest restart before it."""
-    times = sorted({t for points in series for t, _ in points})
-    summed = []
-    for t_ms in times:
-        epoch = max((r for r in resets if r <= t_ms), default=0)
-        total = 0.0
-        for points in series:
-            last = next((v for at, v in reversed(points) if epoch <= at <= t_ms), None)
-            total += last or 0.0
-        summed.append((t_ms, total))
-    return summed
 
 
 def report(prometheus: PrometheusServer, tmp_path: Path) -> dict[str, Any]:

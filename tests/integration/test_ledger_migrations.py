@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from chargeback.adapters.ledger import Ledger, SourceKind, SourceRecord
 from chargeback.adapters.ledger_schema import MIGRATIONS, schema_version, sources
+from chargeback.domain.usage import UsageRow
 
 
 def _ledger_at_version_3(dsn: str) -> None:
@@ -25,8 +26,9 @@ def _ledger_at_version_3(dsn: str) -> None:
         for number in (1, 2):  # the other tables of versions 1-3, as they were
             MIGRATIONS[number](conn)
         old = sa.MetaData()
-        for table in ("series_state", "usage", "gaps"):
+        for table in ("series_state", "gaps"):
             sources.metadata.tables[table].to_metadata(old).create(conn)
+        _usage_before_token_types(conn)
         conn.execute(sa.text(
             "INSERT INTO sources VALUES ('gpu1', '{}', 'gpu', 3600000, 0, 7200000, true), "
             "('tok1', '{}', 'tokens_total', 3600000, 0, 3600000, true)"
@@ -34,19 +36,75 @@ def _ledger_at_version_3(dsn: str) -> None:
     engine.dispose()
 
 
+def _usage_before_token_types(conn: sa.Connection) -> None:
+    """The usage table of versions 1-4."""
+    conn.exec_driver_sql(
+        "CREATE TABLE usage (source_id VARCHAR(32) NOT NULL, bucket_start_ms BIGINT NOT NULL, "
+        '"user" VARCHAR(256) NOT NULL, tier VARCHAR(256) NOT NULL, model VARCHAR(256) NOT NULL, '
+        "extra TEXT NOT NULL, tokens BIGINT NOT NULL, "
+        'UNIQUE (source_id, bucket_start_ms, "user", tier, model, extra))'
+    )
+    conn.exec_driver_sql("CREATE INDEX usage_by_time ON usage (source_id, bucket_start_ms)")
+
+
+def _dsn(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'old.db'}"
+    dsn: str = request.getfixturevalue("pg_dsn")
+    return dsn
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_version_4_usage_is_of_type_total(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    dsn = _dsn(backend, tmp_path, request)
+    engine = sa.create_engine(dsn)
+    with engine.begin() as conn:
+        schema_version.create(conn)
+        conn.execute(schema_version.insert().values(version=4))
+        for number in (1, 2):
+            MIGRATIONS[number](conn)
+        old = sa.MetaData()
+        for table in ("sources", "series_state", "gaps"):
+            sources.metadata.tables[table].to_metadata(old).create(conn)
+        _usage_before_token_types(conn)
+        conn.exec_driver_sql(
+            "INSERT INTO usage VALUES ('tok1', 0, 'alice', 'free', 'granite', '{}', 42), "
+            "('tok1', 3600000, 'bob', 'premium', 'granite', '{\"cost_center\":\"cc1\"}', 7)"
+        )
+    engine.dispose()
+    ledger = Ledger(dsn)
+    try:
+        assert ledger.migrate() == 5
+        rows = ledger.usage("tok1")
+        assert [(r.user, r.tokens, r.token_type, r.extra) for r in rows] == [
+            ("alice", 42, "total", ()),
+            ("bob", 7, "total", (("cost_center", "cc1"),)),
+        ]
+        # The same dimensions may now hold input and output beside the total.
+        step_rows = [UsageRow(0, "alice", "free", "granite", (), 5, kind)
+                     for kind in ("input", "output")]  # fmt: skip
+        with ledger.engine.begin() as conn:
+            ledger._insert_usage(conn, "tok1", step_rows)
+        assert sorted(r.token_type for r in ledger.usage("tok1", 0, 1)) == [
+            "input",
+            "output",
+            "total",
+        ]
+    finally:
+        ledger.close()
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_version_3_ledger_gets_source_kinds(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    dsn = (
-        f"sqlite:///{tmp_path / 'old.db'}"
-        if backend == "sqlite"
-        else request.getfixturevalue("pg_dsn")
-    )
+    dsn = _dsn(backend, tmp_path, request)
     _ledger_at_version_3(dsn)
     ledger = Ledger(dsn)
     try:
-        assert ledger.migrate() == len(MIGRATIONS) == 4
+        assert ledger.migrate() == len(MIGRATIONS) == 5
         gpu, tokens = ledger.source("gpu1"), ledger.source("tok1")
         assert gpu is not None
         assert tokens is not None

@@ -168,7 +168,7 @@ def test_finalised_period_is_byte_identical_after_a_price_change(
     assert str(billed) == json.loads(first.stdout)["totals"]["cost"]
     as_csv = run(*common, "--pricing", str(files["versioned"]), "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
-    assert list(rows[0])[:6] == ["user", "team", "tier", "model", "tokens", "cost"]
+    assert list(rows[0])[:7] == ["user", "team", "tier", "model", "tokenType", "tokens", "cost"]
     total = sum(Decimal(r["cost"]) for r in rows)
     assert str(total) == json.loads(first.stdout)["totals"]["cost"]
 

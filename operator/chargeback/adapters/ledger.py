@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -257,9 +257,9 @@ class Ledger:
     def _insert_usage(self, conn: Connection, source_id: str, rows: list[UsageRow]) -> None:
         # A plain DB-API executemany: tens of thousands of rows per step, no per-row processing.
         mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        columns = 'source_id, bucket_start_ms, "user", tier, model, extra, tokens'
+        columns = 'source_id, bucket_start_ms, "user", tier, model, extra, tokens, token_type'
         conn.exec_driver_sql(
-            f"INSERT INTO usage ({columns}) VALUES ({', '.join([mark] * 7)})",  # noqa: S608
+            f"INSERT INTO usage ({columns}) VALUES ({', '.join([mark] * 8)})",  # noqa: S608
             [
                 (
                     source_id,
@@ -269,6 +269,7 @@ class Ledger:
                     _label(r.model),
                     _extra_text(r.extra),
                     r.tokens,
+                    r.token_type,
                 )
                 for r in rows
             ],
@@ -329,18 +330,22 @@ class Ledger:
                 model=r.model,
                 extra=tuple(sorted(json.loads(r.extra).items())),
                 tokens=r.tokens,
+                token_type=r.token_type,
             )
             for r in rows
         ]
 
     def daily_usage(
-        self, source_id: str, start_ms: int, end_ms: int
+        self, source_ids: Sequence[str], start_ms: int, end_ms: int
     ) -> list[tuple[int, str, str, int]]:
-        """(UTC day, model, tier, tokens) for buckets starting in [start, end), summed in SQL."""
+        """(UTC day, model, tier, tokens) of the sources' buckets starting in [start, end).
+
+        Summed in SQL, all token types together (they never overlap).
+        """
         day = (usage.c.bucket_start_ms // DAY_MS) * DAY_MS
         query = (
             sa.select(day.label("day"), usage.c.model, usage.c.tier, sa.func.sum(usage.c.tokens))
-            .where(usage.c.source_id == source_id)
+            .where(usage.c.source_id.in_(list(source_ids)))
             .where(usage.c.bucket_start_ms >= start_ms)
             .where(usage.c.bucket_start_ms < end_ms)
             .group_by(day, usage.c.model, usage.c.tier)

@@ -49,7 +49,10 @@ usage = sa.Table(
     sa.Column("model", sa.String(256), nullable=False),
     sa.Column("extra", sa.Text, nullable=False),
     sa.Column("tokens", sa.BigInteger, nullable=False),
-    sa.UniqueConstraint("source_id", "bucket_start_ms", "user", "tier", "model", "extra"),
+    sa.Column("token_type", sa.String(16), nullable=False, server_default="total"),
+    sa.UniqueConstraint(
+        "source_id", "bucket_start_ms", "user", "tier", "model", "extra", "token_type"
+    ),
     sa.Index("usage_by_time", "source_id", "bucket_start_ms"),
 )
 gaps = sa.Table(
@@ -129,11 +132,27 @@ def _migration_4(conn: Connection) -> None:
     conn.execute(sources.update().where(sources.c.metric == "gpu").values(kind="gpu", metric=""))
 
 
+def _migration_5(conn: Connection) -> None:
+    # usage.token_type (input, output, cached_input, total) joins the row's identity; the usage
+    # recorded before it is of type total. SQLite cannot change a table's unique constraint, so
+    # the table is rebuilt on both engines. (A ledger created at this version has it already.)
+    if "token_type" in {c["name"] for c in sa.inspect(conn).get_columns("usage")}:
+        return
+    conn.execute(sa.text("DROP INDEX usage_by_time"))
+    conn.execute(sa.text("ALTER TABLE usage RENAME TO usage_before_token_types"))
+    usage.create(conn)
+    columns = 'source_id, bucket_start_ms, "user", tier, model, extra, tokens'
+    conn.execute(sa.text(f"INSERT INTO usage ({columns}, token_type) "  # noqa: S608
+                         f"SELECT {columns}, 'total' FROM usage_before_token_types"))  # fmt: skip
+    conn.execute(sa.text("DROP TABLE usage_before_token_types"))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
+    _migration_5,
 ]
 """Schema migrations in order; the schema version is the number applied. Append, never edit."""
 

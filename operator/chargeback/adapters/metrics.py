@@ -47,7 +47,7 @@ budget_projected = Gauge(
 )  # fmt: skip
 tier_price = Gauge(
     "chargeback_tier_price", "Price per unit of tokens of the version in force.",
-    ["pricing", "tier", "model", "currency"], registry=REGISTRY,
+    ["pricing", "tier", "model", "token_type", "currency"], registry=REGISTRY,
 )  # fmt: skip
 watermark = Gauge(
     "chargeback_collector_watermark_seconds", "Usage is collected up to this time.",

@@ -52,9 +52,34 @@ PERIOD_RULES: list[dict[str, str]] = [
         "fieldPath": ".start",
     }
 ]
+PRICE_RULES: list[dict[str, str]] = [
+    {
+        "rule": "has(self.price) || has(self.inputPrice) || has(self.outputPrice) || "
+        "has(self.cachedInputPrice)",
+        "message": "set price, or at least one of inputPrice, outputPrice, cachedInputPrice",
+    },
+]
+SOURCE_RULES: list[dict[str, str]] = [
+    {
+        "rule": "has(self.tokenTypeLabel) == (has(self.tokenTypes) && size(self.tokenTypes) > 0)"
+        " || has(self.preset)",
+        "message": "tokenTypeLabel and tokenTypes go together: the label holding the token type "
+        "and the values of it to read",
+        "fieldPath": ".tokenTypes",
+    },
+    {
+        "rule": "!has(self.metricTokenTypes) || size(self.metricTokenTypes) == 0 || "
+        "(!has(self.metric) && !has(self.tokenTypeLabel))",
+        "message": "metricTokenTypes replaces metric and tokenTypeLabel; set one way",
+        "fieldPath": ".metricTokenTypes",
+    },
+]
 RULES_BY_DEF: dict[str, list[dict[str, str]]] = {
     "FixedPeriod": PERIOD_RULES,
     "Budget": BUDGET_RULES,
+    "TierPrice": PRICE_RULES,
+    "ModelPrice": PRICE_RULES,
+    "SourceSpec": SOURCE_RULES,
 }
 
 

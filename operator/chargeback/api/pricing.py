@@ -13,23 +13,46 @@ from chargeback.api.common import Conditions, Currency, DecimalString, DnsLabel,
 MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 
 
-class ModelPrice(ApiModel):
-    """A price for one model that overrides the tier's price."""
+class TokenPrices(ApiModel):
+    """Prices per token type; ``price`` is the default of every type it is set for."""
+
+    price: DecimalString | None = None
+    """Price per unit of tokens of any type without a price of its own (and of total tokens)."""
+    input_price: DecimalString | None = None
+    """Price per unit of input tokens (not read from a cache)."""
+    output_price: DecimalString | None = None
+    """Price per unit of output tokens."""
+    cached_input_price: DecimalString | None = None
+    """Price per unit of input tokens read from a prompt cache."""
+
+    def price_of(self, token_type: str) -> str | None:
+        """This entry's price for ``token_type``: its own, else ``price``; None: not set here."""
+        own = {"input": self.input_price, "output": self.output_price,
+               "cached_input": self.cached_input_price}.get(token_type)  # fmt: skip
+        return own if own is not None else self.price
+
+    @model_validator(mode="after")
+    def _priced(self) -> TokenPrices:
+        if all(p is None for p in (self.price, self.input_price, self.output_price,
+                                   self.cached_input_price)):  # fmt: skip
+            raise ValueError("set price, or at least one of inputPrice, outputPrice, "
+                             "cachedInputPrice")  # fmt: skip
+        return self
+
+
+class ModelPrice(TokenPrices):
+    """Prices for one model that override the tier's."""
 
     name: Annotated[str, Field(pattern=MODEL_PATTERN, max_length=253)]
     """Model name as it appears in the source's model label."""
-    price: DecimalString
-    """Price per unit of tokens for this model in this tier."""
 
 
-class TierPrice(ApiModel):
-    """The price of one tier."""
+class TierPrice(TokenPrices):
+    """The prices of one tier: ``price`` for every token type, or per type."""
 
     name: DnsLabel
     """The plan: the value of the counter's tier label (free, premium, ...), or on MaaS v0.2+
     counters, which have no tier, of its subscription label (see UsageReport status.source)."""
-    price: DecimalString
-    """Price per unit of tokens, as a decimal string (e.g. "0.005")."""
     included_tokens: Annotated[int, Strict(), Field(ge=0, le=10**15)] = 0
     """Tokens each user of this tier gets free per report period before prices apply."""
     models: Annotated[list[ModelPrice], list_map("name", 256)] = []  # noqa: RUF012 - pydantic copies defaults

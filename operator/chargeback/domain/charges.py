@@ -31,6 +31,11 @@ class Priced(Protocol):
         ...
 
     @property
+    def token_type(self) -> str:
+        """The line's token type."""
+        ...
+
+    @property
     def cost(self) -> Decimal:
         """The line's rounded cost."""
         ...
@@ -84,7 +89,7 @@ def split_by_version(
         for number, cost in zip(order, costs, strict=True):
             acc = versions[number]
             start, end, version = _span(book, number, numbers, period)
-            price = version.price(line.tier, line.model) if version else None
+            price = version.price(line.tier, line.model, line.token_type) if version else None
             charges.append(Charge(
                 line=index, version=number, start_ms=start, end_ms=end, tokens=acc.tokens,
                 cost=cost, unpriced_tokens=acc.unpriced, included_tokens=acc.included,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from grafana_foundation_sdk.builders import bargauge, dashboard, prometheus, stat, table, timeseries
@@ -21,9 +20,9 @@ from grafana_foundation_sdk.models import prometheus as prometheus_models
 
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.source import SourceSpec
-from chargeback.domain.money import parse_decimal
+from chargeback.domain.cost_queries import cost_expr, filtered
 from chargeback.domain.names import GRAFANA_UID, fit
-from chargeback.domain.selectors import Matcher, parse_selector, series_selector
+from chargeback.domain.selectors import parse_selector, series_selector
 
 DATASOURCE = common.DataSourceRef(type_val="prometheus", uid="${datasource}")
 
@@ -42,52 +41,6 @@ class PanelSpec:
     width: int = 6
     height: int = 6
     interval: str = ""
-
-
-def filtered(source: SourceSpec, metric: str, *extra: Matcher) -> str:
-    """The source's selector with the dashboard's user/tier/model variables applied."""
-    labels = source.labels
-    variables = (
-        Matcher(labels.user, "=~", "$user"),
-        Matcher(labels.tier, "=~", "$tier"),
-        Matcher(labels.model, "=~", "$model"),
-        # Extra labels (a team label such as cost_center, the route) filter too; `.*` also
-        # matches series that lack the label.
-        *(Matcher(label, "=~", f"${label}") for label in source.extra_labels),
-    )
-    return series_selector(metric, (*parse_selector(source.selector), *variables, *extra))
-
-
-def _per_token(price: str, unit: int) -> str:
-    value = parse_decimal(price) / Decimal(unit)
-    return format(value.normalize(), "f")
-
-
-def cost_expr(
-    pricing: TierPricingSpec, source: SourceSpec, metric: str, by: str, window: str
-) -> str:
-    """Cost over ``window`` summed by ``by``, every tier and model override priced.
-
-    Terms are joined by `or`, so a tier without traffic cannot blank the whole result.
-    """
-    tier_label, model_label = source.labels.tier, source.labels.model
-    terms = []
-    for tier in pricing.tiers:
-        in_tier = Matcher(tier_label, "=", tier.name)
-        for override in tier.models:
-            selector = filtered(source, metric, in_tier, Matcher(model_label, "=", override.name))
-            per_token = _per_token(override.price, pricing.tokens_per_unit)
-            terms.append(f"increase({selector}[{window}]) * {per_token}")
-        others = (
-            [Matcher(model_label, "!~", "|".join(m.name for m in tier.models))]
-            if tier.models
-            else []
-        )
-        selector = filtered(source, metric, in_tier, *others)
-        terms.append(
-            f"increase({selector}[{window}]) * {_per_token(tier.price, pricing.tokens_per_unit)}"
-        )
-    return f"sum by ({by}) ({' or '.join(terms)})"
 
 
 def usage_panels(pricing: TierPricingSpec, source: SourceSpec, metric: str) -> list[PanelSpec]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from chargeback.api.pricing import TierPricingSpec
+from chargeback.api.source import TokenType
 from chargeback.domain.money import parse_decimal
 
 
@@ -21,14 +22,19 @@ class PriceVersion:
     spec: TierPricingSpec
     digest: str = field(default="")
 
-    def price(self, tier: str, model: str) -> Decimal | None:
-        """Price per unit for a tier and model, or None when the tier has no price."""
+    def price(self, tier: str, model: str, token_type: str = TokenType.TOTAL) -> Decimal | None:
+        """Price per unit for a tier, model and token type; None: unpriced.
+
+        The most specific price wins: the model's price for the type, the model's ``price``,
+        the tier's price for the type, the tier's ``price``.
+        """
         for entry in self.spec.tiers:
             if entry.name == tier:
                 for override in entry.models:
-                    if override.name == model:
-                        return parse_decimal(override.price)
-                return parse_decimal(entry.price)
+                    if override.name == model and override.price_of(token_type) is not None:
+                        return parse_decimal(override.price_of(token_type) or "")
+                found = entry.price_of(token_type)
+                return None if found is None else parse_decimal(found)
         return None
 
     def included_tokens(self, tier: str) -> int:

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from chargeback.api.common import API_VERSION
+from chargeback.api.source import TokenType
 from chargeback.domain.attribution import TeamResolver
 from chargeback.domain.charges import Accumulator, Charge, split_by_version
 from chargeback.domain.money import format_money, round_money
@@ -28,6 +29,7 @@ LINE_COLUMNS = (
     "team",
     "tier",
     "model",
+    "tokenType",
     "tokens",
     "cost",
     "unpricedTokens",
@@ -37,7 +39,7 @@ LINE_COLUMNS = (
 
 @dataclass(frozen=True)
 class Line:
-    """One line item: a user's usage of one model in one tier (and team) over the period."""
+    """One line item: a user's tokens of one type and model in one tier (and team)."""
 
     user: str
     team: str
@@ -47,6 +49,8 @@ class Line:
     cost: Decimal
     unpriced_tokens: int
     included_tokens: int
+    token_type: str = TokenType.TOTAL
+    """input, output, cached_input or total: the kinds never overlap."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,7 @@ class ReportDocument:
         object.__setattr__(self, "unpriced_tokens", sum(ln.unpriced_tokens for ln in self.lines))
 
     def breakdown(self, dimension: str) -> list[Breakdown]:
-        """Per value of ``dimension`` (team, user, tier, model), largest cost first."""
+        """Per value of ``dimension`` (team, user, tier, model, token_type), largest cost first."""
         tokens: dict[str, int] = defaultdict(int)
         cost: dict[str, Decimal] = defaultdict(Decimal)
         for line in self.lines:
@@ -136,6 +140,7 @@ class ReportDocument:
             "byTier": rows(self.breakdown("tier")),
             "byModel": rows(self.breakdown("model")),
             "byUser": rows(self.breakdown("user")),
+            "byTokenType": rows(self.breakdown("token_type")),
             "topUsersByTokens": rows(self.top_users("tokens")),
             "topUsersByCost": rows(self.top_users("cost")),
             "gaps": [
@@ -156,6 +161,7 @@ class ReportDocument:
                     "team": ln.team,
                     "tier": ln.tier,
                     "model": ln.model,
+                    "tokenType": ln.token_type,
                     "tokens": ln.tokens,
                     "cost": money(ln.cost),
                     "unpricedTokens": ln.unpriced_tokens,
@@ -185,7 +191,8 @@ class ReportDocument:
         lines = tuple(
             Line(user=ln["user"], team=ln["team"], tier=ln["tier"], model=ln["model"],
                  tokens=ln["tokens"], cost=Decimal(ln["cost"]),
-                 unpriced_tokens=ln["unpricedTokens"], included_tokens=ln["includedTokens"])
+                 unpriced_tokens=ln["unpricedTokens"], included_tokens=ln["includedTokens"],
+                 token_type=ln.get("tokenType", "total"))
             for ln in data["lines"]
         )  # fmt: skip
         return cls(
@@ -244,24 +251,17 @@ def build_document(
     """
     rows = sorted(
         (r for r in usage if period.contains(r.bucket_start_ms)),
-        key=lambda r: (r.bucket_start_ms, r.user, r.tier, r.model, r.extra),
+        key=lambda r: (r.bucket_start_ms, r.user, r.tier, r.model, r.token_type, r.extra),
     )
     lines, by_version, used_versions = _price(rows, book, teams)
     currency = book.currency
     ordered = sorted(lines.items(), key=_line_order)
     items = tuple(
-        Line(
-            user=user,
-            team=team,
-            tier=tier,
-            model=model,
-            tokens=acc.tokens,
-            cost=round_money(acc.exact, currency),
-            unpriced_tokens=acc.unpriced,
-            included_tokens=acc.included,
-        )
-        for (user, team, tier, model), acc in ordered
-    )
+        Line(user=user, team=team, tier=tier, model=model, tokens=acc.tokens,
+             cost=round_money(acc.exact, currency), unpriced_tokens=acc.unpriced,
+             included_tokens=acc.included, token_type=token_type)
+        for (user, team, tier, model, token_type), acc in ordered
+    )  # fmt: skip
     charges = split_by_version(
         [by_version[key] for key, _ in ordered], items, book, period, currency
     )
@@ -291,7 +291,7 @@ def build_document(
     )
 
 
-LineKey = tuple[str, str, str, str]
+LineKey = tuple[str, str, str, str, str]
 
 
 def _price(
@@ -307,11 +307,12 @@ def _price(
     allowance: dict[tuple[str, str], int] = {}
     used_versions: dict[int, PriceVersion] = {}
     for row in rows:
-        key = (row.user, teams.team(row.user, dict(row.extra)), row.tier, row.model)
+        team = teams.team(row.user, dict(row.extra))
+        key = (row.user, team, row.tier, row.model, row.token_type)
         version = book.at(row.bucket_start_ms)
         number = version.number if version else None
         parts = (lines[key], by_version[key].setdefault(number, Accumulator()))
-        price = version.price(row.tier, row.model) if version else None
+        price = version.price(row.tier, row.model, row.token_type) if version else None
         if version is None or price is None:
             for acc in parts:
                 acc.tokens += row.tokens
@@ -329,6 +330,10 @@ def _price(
     return lines, by_version, used_versions
 
 
-def _line_order(item: tuple[tuple[str, str, str, str], Accumulator]) -> tuple[str, ...]:
-    user, team, tier, model = item[0]
-    return (team, user, tier, model)
+def _line_order(item: tuple[LineKey, Accumulator]) -> tuple[str, ...]:
+    user, team, tier, model, token_type = item[0]
+    return (team, user, tier, model, TOKEN_TYPE_ORDER.get(token_type, token_type))
+
+
+TOKEN_TYPE_ORDER = {"input": "0", "cached_input": "1", "output": "2", "total": "3"}
+"""Lines of one user, tier and model list input, cached input, output, total, in that order."""

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import promql_parser
 
+from chargeback.api.source import SourceSpec
+
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _OPS = (
     (promql_parser.MatchOp.Equal, "="),
@@ -85,3 +87,16 @@ def series_selector(metric: str, matchers: tuple[Matcher, ...]) -> str:
         raise SelectorError(f"invalid metric name {metric!r}")
     inner = ",".join(m.render() for m in matchers)
     return f"{metric}{{{inner}}}" if inner else metric
+
+
+def source_matchers(source: SourceSpec) -> tuple[Matcher, ...]:
+    """The matchers of the series a source reads.
+
+    Its selector's, and only the token types it lists when it has a token type label (so a total
+    beside its parts is never read).
+    """
+    matchers = parse_selector(source.selector)
+    if source.token_type_label:
+        values = "|".join(regex_escape(value) for value in sorted(source.token_types))
+        matchers = (*matchers, Matcher(source.token_type_label, "=~", values))
+    return matchers

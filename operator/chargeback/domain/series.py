@@ -6,10 +6,10 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 
-from chargeback.api.source import SourceSpec
+from chargeback.api.source import SourceSpec, TokenType
 
-Dimensions = tuple[str, str, str, tuple[tuple[str, str], ...]]
-"""(user, tier, model, ((extra label, value), ...))"""
+Dimensions = tuple[str, str, str, tuple[tuple[str, str], ...], str]
+"""(user, tier, model, ((extra label, value), ...), token type)"""
 
 SeriesKey = tuple[tuple[str, str], ...]
 """Identity of a series: its (label, value) pairs without the metric name, sorted by label."""
@@ -31,24 +31,51 @@ def key_from_text(text: str) -> SeriesKey:
     return series_key(labels.items())
 
 
+def token_type(labels: dict[str, str], source: SourceSpec) -> TokenType:
+    """The token type of a series.
+
+    From its metric (one counter per type), its type label, or total when the source does not
+    tell types apart.
+    """
+    if source.metric_token_types and source.metric in source.metric_token_types:
+        return source.metric_token_types[source.metric]
+    if source.token_type_label:
+        return source.token_types.get(labels.get(source.token_type_label, ""), TokenType.TOTAL)
+    return TokenType.TOTAL
+
+
 def dimensions(labels: dict[str, str], source: SourceSpec) -> Dimensions:
-    """Usage dimensions of a series; a missing label becomes the empty string."""
+    """Usage dimensions of a series.
+
+    A missing label becomes the empty string; a missing tier, the source's default tier.
+    """
     mapping = source.labels
     extra = tuple((name, labels.get(name, "")) for name in source.extra_labels)
     return (
         labels.get(mapping.user, ""),
-        labels.get(mapping.tier, ""),
+        labels.get(mapping.tier, "") or source.default_tier or "",
         labels.get(mapping.model, ""),
         extra,
+        token_type(labels, source).value,
     )
 
 
 def aggregate(
     usage_by_series: Iterable[tuple[SeriesKey, int]], source: SourceSpec
 ) -> dict[Dimensions, int]:
-    """Sum per-series usage into dimensions: replicas of one user add up, never deduplicate."""
+    """Sum per-series usage into dimensions: replicas of one user add up, never deduplicate.
+
+    Cached input is part of a source's input (OpenAI's ``prompt_tokens`` includes
+    ``cached_tokens``; Envoy AI Gateway records both): it is taken out of the input of the same
+    dimensions, so input and cached input never count a token twice.
+    """
     totals: dict[Dimensions, int] = defaultdict(int)
     for key, tokens in usage_by_series:
         if tokens:
             totals[dimensions(dict(key), source)] += tokens
-    return dict(totals)
+    for dims, cached in list(totals.items()):
+        if dims[4] == TokenType.CACHED_INPUT:
+            uncached = (*dims[:4], TokenType.INPUT.value)
+            if uncached in totals:
+                totals[uncached] = max(totals[uncached] - cached, 0)
+    return {dims: tokens for dims, tokens in totals.items() if tokens}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chargeback.api.source import TokenType
+
 
 @dataclass(frozen=True)
 class UsageRow:
@@ -15,6 +17,8 @@ class UsageRow:
     model: str
     extra: tuple[tuple[str, str], ...]
     tokens: int
+    token_type: str = TokenType.TOTAL
+    """input, output, cached_input or total (``api.source.TokenType``)."""
 
 
 @dataclass(frozen=True)

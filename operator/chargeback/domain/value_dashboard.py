@@ -10,12 +10,11 @@ from typing import Any
 
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.source import SourceSpec
+from chargeback.domain.cost_queries import cost_expr, filtered
 from chargeback.domain.dashboards import (
     REPORT_VARIABLE,
     Board,
     PanelSpec,
-    cost_expr,
-    filtered,
     grafana,
     usage_board,
 )

@@ -56,7 +56,8 @@ class Target:
     def dimensions(self) -> list[str]:
         """The labels usage is kept by."""
         labels = self.source.labels
-        return [labels.user, labels.tier, labels.model, *self.source.extra_labels]
+        kept = [labels.user, labels.tier, labels.model, *self.source.extra_labels]
+        return kept + ([self.source.token_type_label] if self.source.token_type_label else [])
 
 
 class Accounting(Protocol):

@@ -18,7 +18,7 @@ from chargeback.api.source import DEFAULT_METRICS, SourceSpec
 from chargeback.domain import buckets, promql
 from chargeback.domain.buckets import HOUR_MS
 from chargeback.domain.counters import State, account_first_data
-from chargeback.domain.selectors import Matcher, parse_selector, series_selector
+from chargeback.domain.selectors import Matcher, series_selector, source_matchers
 from chargeback.domain.series import SeriesKey, aggregate
 from chargeback.domain.usage import Gap, UsageRow
 from chargeback.services.accounting import (
@@ -119,7 +119,7 @@ class Collector:
         ledger's history of the source begins.
         """
         bucket = self.settings.bucket_ms
-        matchers = parse_selector(source.selector)
+        matchers = source_matchers(source)
         record = self.ledger.source(source.source_id())
         if record is None:
             record = self._bootstrap(source, matchers, buckets.floor(start_ms, bucket))
@@ -155,7 +155,7 @@ class Collector:
         record = self.ledger.source(source.source_id())
         if record is None or not record.observing or now_ms <= record.watermark_ms:
             return [], record.watermark_ms if record else now_ms
-        target = Target(source, record, parse_selector(source.selector))
+        target = Target(source, record, source_matchers(source))
         accounting = self.accounting()
         cached = self._cache.get(record.id)
         if cached is not None and cached[0] == record.watermark_ms:
@@ -173,7 +173,7 @@ class Collector:
                 states.update({k: (value, b) for k, (_, value) in per_series.items()})
             totals = aggregate(((k, used) for k, (used, _) in per_series.items()), source)
             start = buckets.floor(a, bucket)
-            rows += [UsageRow(start, *dims[:3], dims[3], tokens) for dims, tokens in totals.items()]
+            rows += [UsageRow(start, *dims[:4], tokens, dims[4]) for dims, tokens in totals.items()]
             a = b
         return rows, now_ms
 
@@ -325,8 +325,8 @@ class _Run:
             observing = first_ms is not None
         totals = aggregate(((k, used) for k, (used, _) in per_series.items()), self.target.source)
         rows = [
-            UsageRow(a, user, tier, model, extra, tokens)
-            for (user, tier, model, extra), tokens in sorted(totals.items())
+            UsageRow(a, user, tier, model, extra, tokens, token_type)
+            for (user, tier, model, extra, token_type), tokens in sorted(totals.items())
         ]
         # Series seen in the previous window but not in this one left Prometheus' view: persist
         # their state, since it can no longer be read back at the watermark. (Anchored

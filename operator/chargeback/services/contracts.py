@@ -14,7 +14,7 @@ from chargeback.api.source import SourceSpec
 from chargeback.domain.buckets import DAY_MS, HOUR_MS
 from chargeback.domain.contracts import PROBED, Contract, Detected, apply, configured, detect
 from chargeback.domain.periods import Period
-from chargeback.domain.selectors import Matcher, parse_selector, series_selector
+from chargeback.domain.selectors import Matcher, series_selector, source_matchers
 from chargeback.services.collect import CollectError, Collector
 
 CACHE_S = 600.0
@@ -63,7 +63,7 @@ class ContractDetector:
                 metric = self.collector.resolve_metric(source, at - window, at)
             except CollectError:
                 continue
-            return self._probe(metric, parse_selector(source.selector), at, f"{window // 1000}s")
+            return self._probe(metric, source_matchers(source), at, f"{window // 1000}s")
         return frozenset()
 
     def _probe(

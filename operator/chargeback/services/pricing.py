@@ -107,9 +107,12 @@ class PricingReconciler:
 
 
 def _publish_prices(name: str, spec: TierPricingSpec) -> None:
+    """Each price set, per tier, model ("" for the tier's own) and token type ("" for price)."""
     for tier in spec.tiers:
-        metrics.tier_price.labels(name, tier.name, "", spec.currency).set(float(tier.price))
-        for model in tier.models:
-            metrics.tier_price.labels(name, tier.name, model.name, spec.currency).set(
-                float(model.price)
-            )
+        for model, entry in (("", tier), *((m.name, m) for m in tier.models)):
+            for token_type, price in (("", entry.price), ("input", entry.input_price),
+                                      ("output", entry.output_price),
+                                      ("cached_input", entry.cached_input_price)):  # fmt: skip
+                if price is not None:
+                    metrics.tier_price.labels(name, tier.name, model, token_type,
+                                              spec.currency).set(float(price))  # fmt: skip

@@ -20,7 +20,7 @@ from chargeback.domain.formats import DEFAULT_CONTEXT, ExportContext, json_docum
 from chargeback.domain.periods import Period, check_aligned, is_final, report_period
 from chargeback.domain.pricing import PriceBook
 from chargeback.domain.reports import ReportDocument, build_document
-from chargeback.domain.usage import Gap
+from chargeback.domain.usage import Gap, UsageRow
 from chargeback.services.collect import Collector, CollectResult
 from chargeback.services.contracts import ContractDetector
 from chargeback.services.infra import InfraCollector
@@ -105,24 +105,14 @@ class ReportService:
         spec, detected = self.contracts.resolve(spec, period, now_ms)
         ready = min(now_ms - SCRAPE_DELAY_MS, period.end_ms)
         start = period.start_ms if history_start_ms is None else history_start_ms
-        collected = self.collector.collect(spec.source, start, max(ready, start))
-        usage = self.ledger.usage(collected.source_id, period.start_ms, period.end_ms)
-        through = collected.watermark_ms
-        if now_ms < period.end_ms:
-            # The open period also shows the bucket in progress: computed live, never stored.
-            live, through = self.collector.peek(spec.source, now_ms)
-            usage += live
-        if through == collected.watermark_ms and collected.steps == 0:
-            # Nothing was asked of Prometheus; still tell an outage apart from a quiet hour.
-            self.collector.prometheus.ping()
-        source_id = collected.source_id
+        collected, ids, usage, through = self._collect(spec, period, start, ready, now_ms)
         document = build_document(
             report=report,
             period=period,
             usage=usage,
             book=book,
             teams=TeamResolver(spec.attribution, groups),
-            gaps=self._gaps(source_id, period),
+            gaps=[gap for i in ids for gap in self._gaps(i, period)],
             data_through_ms=through,
             top_n=spec.top_users,
         )
@@ -134,12 +124,39 @@ class ReportService:
             and collected.watermark_ms >= period.end_ms
             and settled >= period.end_ms
         )
-        forecast = self.value.forecast(source_id, spec, period, collected.watermark_ms)
+        forecast = self.value.forecast(ids, spec, period, collected.watermark_ms)
         document = replace(document, finalized=final, cost_to_value=value, forecast=forecast,
                            scope=scope)  # fmt: skip
         rendered = Rendered(period, document, final, collected, context=self.context,
                             detected=detected, spec=spec)  # fmt: skip
         return self._finalize(report, rendered, now_ms) if final else rendered
+
+    def _collect(
+        self, spec: UsageReportSpec, period: Period, start: int, ready: int, now_ms: int
+    ) -> tuple[CollectResult, tuple[str, ...], list[UsageRow], int]:
+        """Collect every counter of the source.
+
+        Returns the result, the ledger's source ids, the period's usage and when it runs through.
+        """
+        parts = spec.source.parts()
+        results = [self.collector.collect(part, start, max(ready, start)) for part in parts]
+        collected = replace(results[0], watermark_ms=min(r.watermark_ms for r in results),
+                            steps=sum(r.steps for r in results))  # fmt: skip
+        ids = tuple(r.source_id for r in results)
+        usage = [row for i in ids for row in self.ledger.usage(i, period.start_ms, period.end_ms)]
+        through = collected.watermark_ms
+        if now_ms < period.end_ms:
+            # The open period also shows the bucket in progress: computed live, never stored.
+            live_through = []
+            for part in parts:
+                live, reached = self.collector.peek(part, now_ms)
+                usage += live
+                live_through.append(reached)
+            through = min(live_through)
+        if through == collected.watermark_ms and collected.steps == 0:
+            # Nothing was asked of Prometheus; still tell an outage apart from a quiet hour.
+            self.collector.prometheus.ping()
+        return collected, ids, usage, through
 
     def _gaps(self, source_id: str, period: Period) -> list[Gap]:
         """The source's recorded gaps, and where its history begins after the period does."""

@@ -75,20 +75,20 @@ class ValueService:
         return cost_to_value(document, usage, infra, book, self.bucket_ms), watermark
 
     def forecast(
-        self, source_id: str, spec: UsageReportSpec, period: Period, through_ms: int
+        self, source_ids: tuple[str, ...], spec: UsageReportSpec, period: Period, through_ms: int
     ) -> ForecastSection:
         """Tokens (and implied GPU-hours) forecast for the period after ``period``."""
         upcoming = next_period(spec, period)
         last = through_ms - through_ms % DAY_MS
-        record = self.ledger.source(source_id)
-        first_data = record.start_ms if record else last
+        records = [r for r in map(self.ledger.source, source_ids) if r is not None]
+        first_data = min((r.start_ms for r in records), default=last)
         first = max(last - HISTORY_DAYS * DAY_MS, first_data + (-first_data) % DAY_MS)
         horizon = math.ceil((upcoming.end_ms - upcoming.start_ms) / DAY_MS)
         infra_id = self.infra.source_id if self.infra else ""
-        key = (source_id, infra_id, first, last, upcoming.start_ms, horizon)
+        key = (source_ids, infra_id, first, last, upcoming.start_ms, horizon)
         cached = self._forecasts.get(key)
         if cached is None:
-            cached = self._compute(source_id, first, last, upcoming, horizon)
+            cached = self._compute(source_ids, first, last, upcoming, horizon)
             # A new complete day makes this source's older forecasts stale; reports of other
             # periods on the same source keep theirs (no recomputing in turns).
             self._forecasts = {
@@ -98,7 +98,7 @@ class ValueService:
         return cached
 
     def _compute(
-        self, source_id: str, first: int, last: int, upcoming: Period, horizon: int
+        self, source_ids: tuple[str, ...], first: int, last: int, upcoming: Period, horizon: int
     ) -> ForecastSection:
         days = max(0, (last - first) // DAY_MS)
         section: ForecastSection = {
@@ -109,7 +109,7 @@ class ValueService:
         }
         per_model: dict[str, list[int]] = defaultdict(lambda: [0] * days)
         per_tier: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * days)
-        for day, model, tier, tokens in self.ledger.daily_usage(source_id, first, last):
+        for day, model, tier, tokens in self.ledger.daily_usage(source_ids, first, last):
             index = (day - first) // DAY_MS
             per_model[model][index] += tokens
             per_tier[(model, tier)][index] += tokens

@@ -18,7 +18,8 @@ def render(document: ReportDocument, _: ExportContext = DEFAULT_CONTEXT) -> str:
     start, end = iso(document.period.start_ms), iso(document.period.end_ms)
     currency = document.currency
     for ln in document.lines:
-        values = (ln.user, ln.team, ln.tier, ln.model, ln.tokens, format_money(ln.cost, currency))
+        values = (ln.user, ln.team, ln.tier, ln.model, ln.token_type, ln.tokens,
+                  format_money(ln.cost, currency))  # fmt: skip
         extra = (ln.unpriced_tokens, ln.included_tokens, currency, start, end)
         writer.writerow([*values, *extra])
     return out.getvalue()
