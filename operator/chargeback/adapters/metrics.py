@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry()
-REPORT_LABELS = ("namespace", "report", "team", "tier", "model")
+REPORT_LABELS = ("namespace", "report", "team", "tier", "model", "token_type")
 
 report_tokens = Gauge(
     "chargeback_report_tokens", "Tokens in the report's open period.", REPORT_LABELS,

@@ -278,6 +278,8 @@ class UsageReportStatus(ApiModel):
     """Per team (the 50 largest; all are in the exports)."""
     by_model: Annotated[list[Breakdown], Field(max_length=50)] = []  # noqa: RUF012
     """Per model (the 50 largest; all are in the exports)."""
+    by_token_type: Annotated[list[Breakdown], Field(max_length=4)] = []  # noqa: RUF012
+    """Per token type: input, cached_input, output, total (total: counters without types)."""
     top_users: Annotated[list[Breakdown], Field(max_length=50)] = []  # noqa: RUF012
     """The top users by cost."""
     finalized: Annotated[list[PeriodSummary], Field(max_length=120)] = []  # noqa: RUF012

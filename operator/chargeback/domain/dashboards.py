@@ -191,6 +191,25 @@ def chargeback_panels(currency: str) -> list[PanelSpec]:
             height=8,
         ),
         PanelSpec(
+            "Tokens by token type",
+            "bargauge",
+            f"sum by (token_type) (chargeback_report_tokens{{{report}}})",
+            description="Input (not from a cache), cached input, output; total where the "
+            "counter does not tell them apart.",
+            legend="{{token_type}}",
+            width=8,
+            height=8,
+        ),
+        PanelSpec(
+            "Cost by token type",
+            "bargauge",
+            f"sum by (token_type) (chargeback_report_cost{{{report}}})",
+            unit=money,
+            legend="{{token_type}}",
+            width=8,
+            height=8,
+        ),
+        PanelSpec(
             "Recorded gaps",
             "timeseries",
             "max by (source) (chargeback_collector_gaps)",

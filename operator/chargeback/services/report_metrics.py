@@ -22,10 +22,10 @@ def publish(
     """Replace the report's series (and its budgets') with the numbers of ``document``."""
     currency = document.currency
     series = metrics.ReportSeries(owner.namespace, owner.name)
-    tokens: dict[tuple[str, str, str], int] = {}
-    cost: dict[tuple[str, str, str], Decimal] = {}
+    tokens: dict[tuple[str, str, str, str], int] = {}
+    cost: dict[tuple[str, str, str, str], Decimal] = {}
     for line in document.lines:
-        dims = (line.team, line.tier, line.model)
+        dims = (line.team, line.tier, line.model, line.token_type)
         tokens[dims] = tokens.get(dims, 0) + line.tokens
         cost[dims] = cost.get(dims, Decimal(0)) + line.cost
     for dims, count in tokens.items():

@@ -121,6 +121,7 @@ def summarize(
         by_tier=rows(document.breakdown("tier"), STATUS_LIMITS["byTier"]),
         by_team=rows(document.breakdown("team"), STATUS_LIMITS["byTeam"]),
         by_model=rows(document.breakdown("model"), STATUS_LIMITS["byModel"]),
+        by_token_type=rows(document.breakdown("token_type"), 4),
         top_users=rows(document.top_users("cost"), top_users),
         finalized=list(finals),
         cost_to_value=_value_summary(document.cost_to_value),
