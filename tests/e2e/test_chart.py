@@ -261,6 +261,7 @@ def test_service_account_can_do_exactly_what_the_operator_needs(
         "events.k8s.io/events": "create",
         "grafana.integreatly.org/grafanadashboards": "create,get",
         "monitoring.coreos.com/prometheusrules": "create,delete,get,update",
+        "maas.opendatahub.io/maassubscriptions": "list",
         "perses.dev/persesdashboards": "create,get,update",
         "user.openshift.io/groups": "list",
     }

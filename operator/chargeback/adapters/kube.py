@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -138,3 +139,23 @@ def refusal(exc: Exception) -> str | None:
     if not isinstance(exc, ApiException):
         return None
     return f"the API server answered HTTP {exc.status}: {api_reason(exc)}"
+
+
+def list_custom_objects(
+    api: client.ApiClient, group: str, version: str, plural: str, namespaces: Sequence[str] = ()
+) -> list[dict[str, Any]] | None:
+    """Every object of a namespaced custom resource, in ``namespaces`` or in all.
+
+    None when the API does not serve the resource.
+    """
+    if not custom_resource_exists(api, group, version, plural):
+        return None
+    objects = client.CustomObjectsApi(api)
+    if not namespaces:
+        found = cast(dict[str, Any], objects.list_cluster_custom_object(group, version, plural))
+        return list(found.get("items") or [])
+    items: list[dict[str, Any]] = []
+    for namespace in namespaces:
+        listed = objects.list_namespaced_custom_object(group, version, namespace, plural)
+        items += cast(dict[str, Any], listed).get("items") or []
+    return items

@@ -39,6 +39,11 @@ REPORT_RULES: list[dict[str, str]] = [
 ]
 PRICING_RULES: list[dict[str, str]] = [
     {
+        "rule": "(has(self.tiers) && size(self.tiers) > 0) || has(self.maasSubscriptions)",
+        "message": "tiers: list at least one tier, or take them from maasSubscriptions",
+        "fieldPath": ".tiers",
+    },
+    {
         "rule": "self.currency == oldSelf.currency",
         "message": "currency cannot change: the recorded price versions and finalised periods "
         "are in the old currency; create a new TierPricing for the new one",
@@ -56,7 +61,7 @@ PRICE_RULES: list[dict[str, str]] = [
     {
         "rule": "has(self.price) || has(self.inputPrice) || has(self.outputPrice) || "
         "has(self.cachedInputPrice)",
-        "message": "set price, or at least one of inputPrice, outputPrice, cachedInputPrice",
+        "message": "set price, at least one of inputPrice, outputPrice, cachedInputPrice",
     },
 ]
 SOURCE_RULES: list[dict[str, str]] = [
@@ -74,10 +79,17 @@ SOURCE_RULES: list[dict[str, str]] = [
         "fieldPath": ".metricTokenTypes",
     },
 ]
+TIER_PRICE_RULES: list[dict[str, str]] = [
+    {
+        "rule": f"{PRICE_RULES[0]['rule']} || (has(self.models) && size(self.models) > 0)",
+        "message": "set price, at least one of inputPrice, outputPrice, cachedInputPrice, or "
+        "model prices",
+    },
+]
 RULES_BY_DEF: dict[str, list[dict[str, str]]] = {
     "FixedPeriod": PERIOD_RULES,
     "Budget": BUDGET_RULES,
-    "TierPrice": PRICE_RULES,
+    "TierPrice": TIER_PRICE_RULES,
     "ModelPrice": PRICE_RULES,
     "SourceSpec": SOURCE_RULES,
 }

@@ -31,12 +31,16 @@ class TokenPrices(ApiModel):
                "cached_input": self.cached_input_price}.get(token_type)  # fmt: skip
         return own if own is not None else self.price
 
+    def _priced_somewhere(self) -> bool:
+        return any(p is not None for p in (self.price, self.input_price, self.output_price,
+                                           self.cached_input_price))  # fmt: skip
+
     @model_validator(mode="after")
     def _priced(self) -> TokenPrices:
-        if all(p is None for p in (self.price, self.input_price, self.output_price,
-                                   self.cached_input_price)):  # fmt: skip
-            raise ValueError("set price, or at least one of inputPrice, outputPrice, "
-                             "cachedInputPrice")  # fmt: skip
+        if not self._priced_somewhere():
+            models = ", or model prices" if isinstance(self, TierPrice) else ""
+            raise ValueError("set price, at least one of inputPrice, outputPrice, "
+                             f"cachedInputPrice{models}")  # fmt: skip
         return self
 
 
@@ -57,6 +61,10 @@ class TierPrice(TokenPrices):
     """Tokens each user of this tier gets free per report period before prices apply."""
     models: Annotated[list[ModelPrice], list_map("name", 256)] = []  # noqa: RUF012 - pydantic copies defaults
     """Per-model price overrides within this tier."""
+
+    def _priced_somewhere(self) -> bool:
+        # A tier of model prices only (imported from a MaaSSubscription): other models unpriced.
+        return super()._priced_somewhere() or bool(self.models)
 
     @model_validator(mode="after")
     def _unique_models(self) -> TierPrice:
@@ -99,6 +107,19 @@ class InfrastructureCosts(ApiModel):
         return self
 
 
+class MaaSSubscriptionPrices(ApiModel):
+    """Take per-token rates from MaaSSubscription objects (maas.opendatahub.io).
+
+    Each subscription is a tier of its name; each model's billingRate.perToken x tokensPerUnit
+    is that tier's price of the model, unless this TierPricing sets that model itself.
+    """
+
+    namespaces: Annotated[
+        list[DnsLabel], Field(max_length=50, json_schema_extra={"x-kubernetes-list-type": "set"})
+    ] = []  # noqa: RUF012
+    """Namespaces to read subscriptions from. Empty: every namespace."""
+
+
 class TierPricingSpec(ApiModel):
     """Prices per tier (and model) in one currency; every accepted change is a new version."""
 
@@ -108,14 +129,20 @@ class TierPricingSpec(ApiModel):
     """How many tokens one price unit covers (1000: prices are per 1K tokens)."""
     effective_from: dt.datetime | None = None
     """When this version of the prices takes effect. Unset: when the change is accepted."""
-    tiers: Annotated[list[TierPrice], list_map("name", 64, min_items=1)]
-    """Prices of the tiers. Usage in a tier not listed here is reported as unpriced."""
+    tiers: Annotated[list[TierPrice], list_map("name", 64)] = []  # noqa: RUF012
+    """Prices of the tiers (at least one, unless maasSubscriptions brings them). Usage in a tier
+    not listed here is reported as unpriced."""
+    maas_subscriptions: MaaSSubscriptionPrices | None = None
+    """Also price with the rates of MaaSSubscriptions (docs/gateways/maas.md). Its own entries
+    win; a changed rate is a new price version from when it is seen."""
     infrastructure: InfrastructureCosts | None = None
     """Internal costs of serving (GPU-hours, fixed costs), versioned with the prices. Unset:
     reports show no cost-to-value."""
 
     @model_validator(mode="after")
     def _unique_tiers(self) -> TierPricingSpec:
+        if not self.tiers and self.maas_subscriptions is None:
+            raise ValueError("tiers: list at least one tier, or take them from maasSubscriptions")
         unique([t.name for t in self.tiers], "tier")
         return self
 
@@ -131,3 +158,8 @@ class TierPricingStatus(ApiModel):
     """Number of the price version in force, counted from 1."""
     effective_from: dt.datetime | None = None
     """When the current version took effect."""
+    imported_prices: int = 0
+    """How many (subscription, model) prices the current version took from MaaSSubscriptions."""
+    spec_digest: Annotated[str, Field(max_length=64)] = ""
+    """Digest of the spec last recorded, without imported rates (tells an edit from a rate
+    change)."""

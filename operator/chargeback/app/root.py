@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from chargeback.adapters.httpserver import serve
 from chargeback.adapters.kube import (
     default_client,
+    list_custom_objects,
     namespace_labels,
     object_uid,
     openshift_groups,
@@ -33,6 +34,7 @@ from chargeback.adapters.ttl import TtlCache
 from chargeback.api.base import problems
 from chargeback.api.scope import UsageScopeSpec
 from chargeback.app.settings import OperatorSettings
+from chargeback.domain import maas_prices
 from chargeback.domain.formats import DEFAULT_CONTEXT, ExportContext
 from chargeback.domain.infra import InfraSource
 from chargeback.services.collect import Collector, CollectorSettings
@@ -183,7 +185,12 @@ def build_operator(
         uid = reads.get(("tierpricing", name), lambda: object_uid(api, "tierpricings", name))
         return uid is not None
 
-    pricing = PricingReconciler(PricingLedger(ledger), clock, exists=pricing_exists)
+    def subscriptions(namespaces: tuple[str, ...]) -> list[dict[str, Any]] | None:
+        return list_custom_objects(api, maas_prices.GROUP, maas_prices.VERSION,
+                                   maas_prices.PLURAL, namespaces)  # fmt: skip
+
+    pricing = PricingReconciler(PricingLedger(ledger), clock, exists=pricing_exists,
+                                subscriptions=subscriptions)  # fmt: skip
     reports = UsageReportReconciler(
         api=api,
         reports=report_service(

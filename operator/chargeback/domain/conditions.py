@@ -22,6 +22,7 @@ class Type(StrEnum):
     FORECAST = "Forecast"
     AUTHORIZED = "Authorized"
     WITHIN_BUDGET = "WithinBudget"
+    PRICES_IMPORTED = "PricesImported"
 
 
 class Reason(StrEnum):
@@ -55,6 +56,9 @@ class Reason(StrEnum):
     THRESHOLD_CROSSED = "ThresholdCrossed"
     PROJECTED_TO_EXCEED = "ProjectedToExceed"
     BUDGET_EXCEEDED = "BudgetExceeded"
+    IMPORTED = "Imported"
+    SOME_RATES_INVALID = "SomeRatesInvalid"
+    NOT_INSTALLED = "NotInstalled"
     # Reasons of events only
     SOURCE_UNAVAILABLE = "SourceUnavailable"
     FINALIZED = "Finalized"

@@ -197,7 +197,7 @@ def chargeback_panels(currency: str) -> list[PanelSpec]:
             description="Input (not from a cache), cached input, output; total where the "
             "counter does not tell them apart.",
             legend="{{token_type}}",
-            width=8,
+            width=12,
             height=8,
         ),
         PanelSpec(
@@ -206,7 +206,7 @@ def chargeback_panels(currency: str) -> list[PanelSpec]:
             f"sum by (token_type) (chargeback_report_cost{{{report}}})",
             unit=money,
             legend="{{token_type}}",
-            width=8,
+            width=12,
             height=8,
         ),
         PanelSpec(

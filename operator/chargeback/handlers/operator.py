@@ -175,6 +175,9 @@ def registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         kopf.on.update(GROUP, VERSION, plural, registry=reg)(handler)
     kopf.timer(GROUP, VERSION, "usagereports", interval=settings.refresh_seconds,
                initial_delay=5, registry=reg)(reconcile_report)  # fmt: skip
+    # Rates imported from MaaSSubscriptions change without the TierPricing changing.
+    kopf.timer(GROUP, VERSION, "tierpricings", interval=settings.refresh_seconds,
+               initial_delay=5, registry=reg)(reconcile_pricing)  # fmt: skip
     kopf.on.delete(GROUP, VERSION, "usagereports", optional=True, registry=reg)(forget_report)
     return reg
 

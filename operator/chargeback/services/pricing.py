@@ -18,12 +18,21 @@ from chargeback.api.base import problems
 from chargeback.api.pricing import TierPricingSpec, TierPricingStatus
 from chargeback.domain import buckets
 from chargeback.domain.conditions import Cond, Reason, Type
+from chargeback.domain.maas_prices import GROUP, PLURAL, merge, read_rates
 from chargeback.domain.pricing import PriceBook, PriceVersion, spec_digest
 from chargeback.domain.reports import iso
 from chargeback.services.outcome import Event, Failure, Outcome, outcome, unexpected
 from chargeback.services.status import as_patch, conditions
 
 log = logging.getLogger(__name__)
+
+Subscriptions = Callable[[tuple[str, ...]], list[dict[str, Any]] | None]
+MAX_PROBLEMS = 10
+"""Rates left out named in the condition (the rest are counted)."""
+
+
+class InvalidPricing(ValueError):
+    """The pricing cannot be a price version (the message says why)."""
 
 
 class PricingReconciler:
@@ -34,11 +43,15 @@ class PricingReconciler:
         pricing: PricingLedger,
         clock: Callable[[], int],
         exists: Callable[[str], bool] = lambda _: True,
+        subscriptions: Subscriptions = lambda _: None,
     ) -> None:
         self.pricing = pricing
         self.clock = clock
         self.exists = exists
         """Whether the TierPricing object still exists (its versions outlive it in the ledger)."""
+        self.subscriptions = subscriptions
+        """The MaaSSubscription objects of some namespaces (all: none given); None when the
+        cluster has no such resource."""
 
     def reconcile(
         self, name: str, spec: Mapping[str, Any], generation: int, status: Mapping[str, Any]
@@ -76,21 +89,68 @@ class PricingReconciler:
                 conditions=conditions(previous, [cond], now, generation),
             )
             return outcome(status, as_patch(failed), failure=Failure.PERMANENT, message=message)
-        effective = buckets.to_ms(parsed.effective_from) if parsed.effective_from else now
+        own = spec_digest(parsed)
+        edited = own != status.get("specDigest")
+        # A change of the spec takes effect when it says; one of imported rates, when seen.
+        effective = (
+            buckets.to_ms(parsed.effective_from) if edited and parsed.effective_from else now
+        )
+        try:
+            parsed, imported, count = self._imported(parsed)
+        except InvalidPricing as exc:
+            cond = Cond(Type.READY, False, Reason.INVALID_SPEC, str(exc))
+            conds = conditions(previous, [cond], now, generation)
+            failed = TierPricingStatus(observed_generation=generation, conditions=conds)
+            return outcome(status, as_patch(failed), failure=Failure.TEMPORARY, message=str(exc))
         stored = self.pricing.record_version(
             name, parsed.model_dump(mode="json", by_alias=True), spec_digest(parsed), effective, now
         )
         since = iso(stored.effective_from_ms)
-        cond = Cond(Type.READY, True, Reason.VERSION_RECORDED,
-                    f"price version {stored.version} in force from {since}")  # fmt: skip
+        found = [Cond(Type.READY, True, Reason.VERSION_RECORDED,
+                      f"price version {stored.version} in force from {since}")]  # fmt: skip
+        if imported is not None:
+            found.append(imported)
         _publish_prices(name, parsed)
         result = TierPricingStatus.model_validate({
             "observedGeneration": generation,
-            "conditions": conditions(previous, [cond], now, generation),
+            "conditions": conditions(previous, found, now, generation),
             "currentVersion": stored.version,
             "effectiveFrom": since,
+            "importedPrices": count,
+            "specDigest": own,
         })  # fmt: skip
         return outcome(status, as_patch(result))
+
+    def _imported(self, spec: TierPricingSpec) -> tuple[TierPricingSpec, Cond | None, int]:
+        """The spec with the MaaSSubscriptions' rates when it asks for them.
+
+        Also a condition saying what was taken and left out, and how many prices were taken.
+        """
+        wanted = spec.maas_subscriptions
+        if wanted is None:
+            return spec, None, 0
+        objects = self.subscriptions(tuple(wanted.namespaces))
+        if objects is None:
+            if not spec.tiers:
+                raise InvalidPricing(f"no tier priced: the TierPricing lists none and "
+                                     f"{PLURAL}.{GROUP} is not served by this cluster")  # fmt: skip
+            return spec, Cond(Type.PRICES_IMPORTED, False, Reason.NOT_INSTALLED,
+                              f"{PLURAL}.{GROUP} is not served by this cluster: no rates "
+                              "imported"), 0  # fmt: skip
+        imported = read_rates(objects, spec.tokens_per_unit)
+        merged = merge(spec, imported)
+        if not merged.tiers:
+            raise InvalidPricing(f"no tier priced: the TierPricing lists none and no "
+                                 f"MaaSSubscription has a valid rate ({len(objects)} read); "
+                                 + "; ".join(imported.problems[:MAX_PROBLEMS]))  # fmt: skip
+        taken = f"{imported.count} prices from {len(imported.prices)} MaaSSubscriptions"
+        if imported.problems:
+            left = "; ".join(imported.problems[:MAX_PROBLEMS])
+            more = len(imported.problems) - MAX_PROBLEMS
+            left += f"; and {more} more" if more > 0 else ""
+            return merged, Cond(Type.PRICES_IMPORTED, False, Reason.SOME_RATES_INVALID,
+                                f"{taken}; left out: {left}"), imported.count  # fmt: skip
+        return merged, Cond(Type.PRICES_IMPORTED, True, Reason.IMPORTED, taken), imported.count
 
     def price_book(self, pricing: str) -> PriceBook | None:
         """Every recorded version of a pricing, or None when it has none."""
