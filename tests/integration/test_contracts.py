@@ -8,45 +8,20 @@ import json
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from chargeback.testing.gateways import summed
+from chargeback.testing.maas import COST_CENTER, maas_v02
 from chargeback.testing.prometheus import PrometheusServer
-from chargeback.testing.simulator import HOUR_MS, Simulation
+from chargeback.testing.simulator import HOUR_MS
 from tests.integration.conftest import T0, Traffic
 
 START, END = T0 + 24 * HOUR_MS, T0 + 48 * HOUR_MS
 PRICES = {"free": "0.005", "premium": "0.008", "enterprise": "0.006"}
-COST_CENTER = {"free": "cc-100", "premium": "cc-200", "enterprise": "cc-200"}
-
-
-def maas_v02(sim: Simulation, *, with_user: bool) -> Iterator[str]:
-    """The simulator's counters as MaaS v0.2 exports them: the tier becomes the subscription,
-    with its cost centre and organisation. Without `user`, Limitador keeps one counter per
-    subscription and model (per replica): the users' counters summed, each carried at its last
-    value until the replica restarts."""
-    metric = sim.scenario.metric
-    yield f"# TYPE {metric} unknown"
-    restarts = defaultdict(list)
-    for replica, t_ms in sim.scenario.restarts:
-        restarts[replica].append(t_ms)
-    merged: dict[tuple[int, str, str, str], list[list[tuple[int, int]]]] = defaultdict(list)
-    for (replica, (user, tier, model)), points in sorted(sim.samples.items()):
-        if model:
-            merged[(replica, user if with_user else "", tier, model)].append(points)
-    for (replica, user, tier, model), series in sorted(merged.items()):
-        labels = (f'user="{user}",' if with_user else "") + (
-            f'subscription="{tier}",cost_center="{COST_CENTER[tier]}",organization_id="acme",'
-            f'model="{model}",limitador_namespace="llm/{tier}-route",pod="limitador-{replica}"'
-        )
-        for t_ms, value in summed(series, restarts[replica]):
-            yield f"{metric}{{{labels}}} {value} {t_ms / 1000:.3f}"
-    yield "# EOF"
 
 
 def report(prometheus: PrometheusServer, tmp_path: Path) -> dict[str, Any]:
