@@ -21,9 +21,11 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from chargeback.domain import maas_prices as maas
 from chargeback.testing import pki
 from chargeback.testing.authproxy import PrometheusProxy, write_token
-from chargeback.testing.kube import ClusterAccess, write_kubeconfig
+from chargeback.testing.kube import ClusterAccess, apply_crds, write_kubeconfig
+from chargeback.testing.maas import subscription, subscription_crd
 from chargeback.testing.process import ManagedProcess, free_port
 from chargeback.testing.tools import binary
 from tests.conftest import ROOT
@@ -155,6 +157,10 @@ def test_operator_runs_with_the_charts_service_account_only(
     token_file = write_token(tmp_path / "token", "sa-token-1")
     objects = client.CustomObjectsApi(api_client)
     pricing = f"rbac-{uuid.uuid4().hex[:6]}"
+    # MaaS subscriptions' rates are read with the chart's rights too.
+    apply_crds(api_client, [subscription_crd()])
+    gold = subscription("gold", {"granite-3-8b": "0.000002"})
+    objects.create_namespaced_custom_object(maas.GROUP, maas.VERSION, namespace, maas.PLURAL, gold)
     with PrometheusProxy(live.prometheus.url, serving, "sa-token-1") as proxy:
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": system}
 
@@ -170,9 +176,17 @@ def test_operator_runs_with_the_charts_service_account_only(
 
         operator = start(ca.cert)
         try:
-            objects.create_cluster_custom_object(
-                GROUP, VERSION, "tierpricings", pricing_body(pricing, PRICES, _iso(live.start_ms))
-            )
+            body = pricing_body(pricing, PRICES, _iso(live.start_ms))
+            body["spec"]["maasSubscriptions"] = {"namespaces": [namespace]}
+            objects.create_cluster_custom_object(GROUP, VERSION, "tierpricings", body)
+
+            def imported() -> dict[str, Any]:
+                found = objects.get_cluster_custom_object(GROUP, VERSION, "tierpricings", pricing)
+                return condition(found, "PricesImported")
+
+            taken = wait_for(lambda: imported().get("status") == "True" and imported(),
+                             what="rates imported under the chart's RBAC")  # fmt: skip
+            assert taken["message"] == "1 price from 1 MaaSSubscription"
             objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports",
                 report_body("r", pricing, schedule={"interval": "daily"}))  # fmt: skip
             report = wait_for(lambda: (r := get_report(api_client, namespace, "r"))

@@ -112,6 +112,7 @@ def test_rates_are_imported_beside_the_pricings_own_and_bad_ones_named(
     assert condition(status, "Ready")["status"] == "True"
     imported = condition(status, "PricesImported")
     assert (imported["status"], imported["reason"]) == ("False", "SomeRatesInvalid")
+    assert imported["message"].startswith("3 prices from 2 MaaSSubscriptions; left out: ")
     for bad in ("gold model mistral-7b: billingRate.perToken 'abc'",
                 "silver model granite-3-8b: billingRate.perToken '-1'",
                 "silver model phi-3-mini: billingRate.perToken '1e-3'"):  # fmt: skip

@@ -143,7 +143,8 @@ class PricingReconciler:
             raise InvalidPricing(f"no tier priced: the TierPricing lists none and no "
                                  f"MaaSSubscription has a valid rate ({len(objects)} read); "
                                  + "; ".join(imported.problems[:MAX_PROBLEMS]))  # fmt: skip
-        taken = f"{imported.count} prices from {len(imported.prices)} MaaSSubscriptions"
+        taken = (f"{_many(imported.count, 'price')} from "
+                 f"{_many(len(imported.prices), 'MaaSSubscription')}")  # fmt: skip
         if imported.problems:
             left = "; ".join(imported.problems[:MAX_PROBLEMS])
             more = len(imported.problems) - MAX_PROBLEMS
@@ -164,6 +165,10 @@ class PricingReconciler:
             for v in self.pricing.versions(pricing)
         ]
         return PriceBook(versions) if versions else None
+
+
+def _many(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _publish_prices(name: str, spec: TierPricingSpec) -> None:
