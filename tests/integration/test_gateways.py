@@ -16,11 +16,15 @@ from typing import Any
 import pytest
 import yaml
 
+from chargeback.api.pricing import TierPricingSpec
+from chargeback.api.source import SourceSpec
+from chargeback.domain.dashboards import build_dashboard, panel_queries
 from chargeback.testing import gateways
 from chargeback.testing.gateways import ENVOY, KONG, PLAN, VLLM, Gateway
 from chargeback.testing.prometheus import PrometheusServer
 from chargeback.testing.simulator import HOUR_MS
 from tests.integration.conftest import T0, Traffic
+from tests.integration.test_dashboards import substitute
 
 START, END = T0 + 24 * HOUR_MS, T0 + 48 * HOUR_MS
 UNIT = 1000
@@ -36,15 +40,19 @@ def price(model: str, token_type: str) -> Decimal:
     return Decimal(PLAN_PRICES[token_type])
 
 
+OVERRIDE = {"name": OUTPUT_OVERRIDE[0], "outputPrice": OUTPUT_OVERRIDE[1]}
+PRICING = {
+    "currency": "USD", "tokensPerUnit": UNIT,
+    "tiers": [{"name": PLAN, "inputPrice": PLAN_PRICES["input"],
+               "outputPrice": PLAN_PRICES["output"],
+               "cachedInputPrice": PLAN_PRICES["cached_input"], "models": [OVERRIDE]}],
+}  # fmt: skip
+
+
 def report(prometheus: PrometheusServer, tmp_path: Path, preset: str) -> dict[str, Any]:
     """`chargeback report --format json` of a report whose source is only a preset."""
-    override = {"name": OUTPUT_OVERRIDE[0], "outputPrice": OUTPUT_OVERRIDE[1]}
-    tier = {"name": PLAN, "inputPrice": PLAN_PRICES["input"],
-            "outputPrice": PLAN_PRICES["output"],
-            "cachedInputPrice": PLAN_PRICES["cached_input"], "models": [override]}  # fmt: skip
     pricing = {"apiVersion": "chargeback.dev/v1alpha1", "kind": "TierPricing",
-               "metadata": {"name": "gateway"},
-               "spec": {"currency": "USD", "tokensPerUnit": UNIT, "tiers": [tier]}}  # fmt: skip
+               "metadata": {"name": "gateway"}, "spec": PRICING}  # fmt: skip
     usage = {"apiVersion": "chargeback.dev/v1alpha1", "kind": "UsageReport",
              "metadata": {"name": preset, "namespace": "finance"},
              "spec": {"pricingRef": {"name": "gateway"}, "source": {"preset": preset},
@@ -69,6 +77,12 @@ def shown(document: dict[str, Any]) -> dict[tuple[str, str, str, str], int]:
     return dict(totals)
 
 
+KIND: dict[str, Callable[[dict[str, str], str], str]] = {
+    "envoy-ai-gateway": lambda labels, _: labels["gen_ai_token_type"],
+    "kong": lambda labels, _: labels["token_type"],
+}
+"""The exported token type of a series (vLLM: from `vllm:<type>_tokens_total`)."""
+
 CASES = [
     pytest.param(ENVOY, "prometheus3", id="envoy-ai-gateway-prometheus3"),
     pytest.param(ENVOY, "prometheus", id="envoy-ai-gateway-prometheus2"),
@@ -84,7 +98,8 @@ def test_gateway_preset_is_exact_and_priced_per_token_type(
 ) -> None:  # fmt: skip
     path = tmp_path / f"{gateway.name}.om"
     path.write_text("\n".join(gateways.openmetrics(traffic.sim, gateway)) + "\n")
-    document = report(prometheus_factory(path, program=program), tmp_path, gateway.name)
+    server = prometheus_factory(path, program=program)
+    document = report(server, tmp_path, gateway.name)
 
     truth = gateways.truth(traffic.sim, gateway, START, END)
     assert shown(document) == truth
@@ -103,3 +118,37 @@ def test_gateway_preset_is_exact_and_priced_per_token_type(
     exported = {series.kind for series in gateways.exported(traffic.sim, gateway)}
     assert set(gateway.ignored) <= exported
     assert document["totals"]["tokens"] == sum(truth.values())
+    dashboard_matches_the_counters(server, gateway)
+
+
+def dashboard_matches_the_counters(server: PrometheusServer, gateway: Gateway) -> None:
+    """Every panel query runs; the live tokens and list-price cost of the last day equal each
+    series' increase, summed and priced by hand (cached input netted out of input)."""
+    source = SourceSpec.model_validate({"preset": gateway.name})
+    metric = source.parts()[0].metric or ""
+    board = build_dashboard(gateway.name, TierPricingSpec.model_validate(PRICING), source, metric)
+    at = END / 1000
+    panels = dict(panel_queries(board))
+    for title, expr in panels.items():
+        assert isinstance(server.query(substitute(expr), at=at), list), title
+    tokens: dict[tuple[str, str, str], float] = defaultdict(float)
+    for name in sorted({gateway.metric(kind) for kind in (*gateway.types, *gateway.ignored)}):
+        for item in server.query(f'increase({{__name__="{name}"}}[24h])', at=at):
+            labels = item["metric"]
+            kind = KIND.get(gateway.name, lambda _, metric: metric[5:-13])(labels, name)
+            shown_as = gateway.types.get(kind)
+            if shown_as is not None:
+                user = labels.get(source.labels.user, "")
+                model = labels[source.labels.model]
+                tokens[(user, model, shown_as)] += float(item["value"][1])
+    for (user, model, kind), count in list(tokens.items()):
+        if kind == "cached_input":
+            tokens[(user, model, "input")] -= count
+    total = sum(tokens.values())
+    cost = sum(
+        count * float(price(model, kind)) / UNIT for (_, model, kind), count in tokens.items()
+    )
+    assert float(server.query(substitute(panels["Tokens in range"]), at=at)[0]["value"][1]) == (
+        pytest.approx(total))  # fmt: skip
+    shown_cost = server.query(substitute(panels["Cost in range (list prices)"]), at=at)
+    assert float(shown_cost[0]["value"][1]) == pytest.approx(cost)

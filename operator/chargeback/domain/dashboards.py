@@ -20,7 +20,7 @@ from grafana_foundation_sdk.models import prometheus as prometheus_models
 
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.source import SourceSpec
-from chargeback.domain.cost_queries import cost_expr, filtered
+from chargeback.domain.cost_queries import cost_expr, tokens_expr
 from chargeback.domain.names import GRAFANA_UID, fit
 from chargeback.domain.selectors import parse_selector, series_selector
 
@@ -45,7 +45,6 @@ class PanelSpec:
 
 def usage_panels(pricing: TierPricingSpec, source: SourceSpec, metric: str) -> list[PanelSpec]:
     """The seed dashboard's panels, made range-correct and priced from the TierPricing."""
-    selected = filtered(source, metric)
     user, tier, model = source.labels.user, source.labels.tier, source.labels.model
     money = f"currency{pricing.currency}"
     by_route = ", ".join([user, tier, model, *source.extra_labels])
@@ -54,7 +53,7 @@ def usage_panels(pricing: TierPricingSpec, source: SourceSpec, metric: str) -> l
         PanelSpec(
             "Tokens in range",
             "stat",
-            f"sum(increase({selected}[$__range]))",
+            f"sum({tokens_expr(source, metric, '$__range')})",
             description="All tokens used in the selected time range (increase over the range).",
         ),
         PanelSpec(
@@ -80,7 +79,7 @@ def usage_panels(pricing: TierPricingSpec, source: SourceSpec, metric: str) -> l
         PanelSpec(
             "Tokens by user and tier",
             "timeseries",
-            f"sum by ({user}, {tier}) (increase({selected}[$__interval]))",
+            f"sum by ({user}, {tier}) ({tokens_expr(source, metric, '$__interval')})",
             instant=False,
             legend=f"{{{{{user}}}}} ({{{{{tier}}}}})",
             width=12,
@@ -90,7 +89,7 @@ def usage_panels(pricing: TierPricingSpec, source: SourceSpec, metric: str) -> l
         PanelSpec(
             "Top 10 users by tokens",
             "bargauge",
-            f"topk(10, sum by ({user}) (increase({selected}[$__range])))",
+            f"topk(10, sum by ({user}) ({tokens_expr(source, metric, '$__range')}))",
             legend=f"{{{{{user}}}}}",
             width=12,
             height=8,
@@ -98,7 +97,7 @@ def usage_panels(pricing: TierPricingSpec, source: SourceSpec, metric: str) -> l
         PanelSpec(
             "Tokens per hour by user",
             "timeseries",
-            f"sum by ({user}) (increase({selected}[1h]))",
+            f"sum by ({user}) ({tokens_expr(source, metric, '1h')})",
             instant=False,
             interval="1h",
             legend=f"{{{{{user}}}}}",
@@ -109,7 +108,7 @@ def usage_panels(pricing: TierPricingSpec, source: SourceSpec, metric: str) -> l
         PanelSpec(
             "Tokens by tier",
             "bargauge",
-            f"sum by ({tier}) (increase({selected}[$__range]))",
+            f"sum by ({tier}) ({tokens_expr(source, metric, '$__range')})",
             legend=f"{{{{{tier}}}}}",
             width=12,
             height=8,
@@ -127,7 +126,7 @@ def usage_panels(pricing: TierPricingSpec, source: SourceSpec, metric: str) -> l
         PanelSpec(
             "Usage by user, tier, model and route",
             "table",
-            f"sum by ({by_route}) (increase({selected}[$__range]))",
+            f"sum by ({by_route}) ({tokens_expr(source, metric, '$__range')})",
             width=12,
             height=10,
         ),

@@ -10,7 +10,7 @@ from typing import Any
 
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.source import SourceSpec
-from chargeback.domain.cost_queries import cost_expr, filtered
+from chargeback.domain.cost_queries import cost_expr, tokens_expr
 from chargeback.domain.dashboards import (
     REPORT_VARIABLE,
     Board,
@@ -70,7 +70,7 @@ def value_panels(
     revenue = cost_expr(pricing, source, metric, model, "1h")
     if model != "model":
         revenue = f'label_replace({revenue}, "model", "$1", "{model}", "(.*)")'
-    tokens = f"sum by ({model}) (increase({filtered(source, metric)}[1h]))"
+    tokens = f"sum by ({model}) ({tokens_expr(source, metric, '1h')})"
     if model != "model":
         tokens = f'label_replace({tokens}, "model", "$1", "{model}", "(.*)")'
     infra_cost = infra_cost_expr(pricing, infra)
