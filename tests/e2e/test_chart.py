@@ -21,7 +21,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from chargeback.domain import maas_prices as maas
+from chargeback.domain import subscriptions as maas
 from chargeback.testing import pki
 from chargeback.testing.authproxy import PrometheusProxy, write_token
 from chargeback.testing.kube import ClusterAccess, apply_crds, write_kubeconfig

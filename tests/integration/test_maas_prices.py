@@ -21,9 +21,9 @@ from chargeback.adapters.pricing_ledger import PricingLedger
 from chargeback.adapters.prometheus import PrometheusClient, PrometheusSettings
 from chargeback.api.report import UsageReportSpec
 from chargeback.app.root import report_service
-from chargeback.domain.maas_prices import GROUP, PLURAL, VERSION
 from chargeback.domain.periods import Period
 from chargeback.domain.reports import iso
+from chargeback.domain.subscriptions import GROUP, PLURAL, VERSION, plan_teams
 from chargeback.services.pricing import PricingReconciler
 from chargeback.testing.kube import apply_crds
 from chargeback.testing.maas import COST_CENTER, maas_v02, subscription, subscription_crd
@@ -196,3 +196,43 @@ def test_a_rate_change_prices_the_rest_of_the_period_and_spares_finalised_ones(
                            period=Period(START, END), history_start_ms=T0)  # fmt: skip
     assert again.text("json") == json_before
     ledger.close()
+
+
+def test_counters_without_cost_centre_take_the_subscriptions_team(
+    api_client: client.ApiClient, maas_namespace: str, traffic: Traffic,
+    prometheus_factory: Callable[..., PrometheusServer], tmp_path: Path,
+) -> None:  # fmt: skip
+    ns = maas_namespace
+    for tier, centre in COST_CENTER.items():
+        create(api_client, ns, subscription(tier, {"granite-3-8b": "0.000001"}, centre))
+    path = tmp_path / "maas.om"
+    path.write_text("\n".join(maas_v02(traffic.sim, with_user=True, cost_centres=False)) + "\n")
+    prometheus = PrometheusClient(PrometheusSettings(prometheus_factory(path).url))
+    ledger = Ledger(f"sqlite:///{tmp_path / 'teams.db'}")
+    ledger.migrate()
+
+    def teams() -> dict[str, str]:
+        return plan_teams(list_custom_objects(api_client, GROUP, VERSION, PLURAL, (ns,)) or [])
+
+    reports = report_service(prometheus, ledger, HOUR_MS, None, plan_teams=teams)
+    pricing = reconciler(api_client, tmp_path, Clock(T0))
+    pricing.reconcile("teams", pricing_spec(ns, []), 1, {})
+    book = pricing.price_book("teams")
+    assert book is not None
+    report = UsageReportSpec.model_validate({
+        "pricingRef": {"name": "teams"}, "period": {"start": iso(START), "end": iso(END)},
+    })  # fmt: skip
+    rendered = reports.render("ns/teams", report, book, now_ms=END + 3 * HOUR_MS,
+                              period=Period(START, END), history_start_ms=T0)  # fmt: skip
+    by_team: dict[str, int] = defaultdict(int)
+    for line in rendered.document.lines:
+        by_team[line.team] += line.tokens
+    expected: dict[str, int] = defaultdict(int)
+    for (_, tier, _, _), tokens in traffic.sim.truth(START, END).items():
+        expected[COST_CENTER[tier]] += tokens
+    assert dict(by_team) == dict(expected)  # no usage left unassigned
+    # Without the cluster's subscriptions (the CLI), the same usage is unassigned.
+    alone = report_service(prometheus, ledger, HOUR_MS, None).render(
+        "ns/teams-alone", report, book, now_ms=END + 3 * HOUR_MS, period=Period(START, END),
+        history_start_ms=T0)  # fmt: skip
+    assert {line.team for line in alone.document.lines} == {"unassigned"}

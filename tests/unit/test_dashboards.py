@@ -12,8 +12,10 @@ import yaml
 from click.testing import CliRunner
 
 from chargeback.api.pricing import TierPricingSpec
+from chargeback.api.report import UsageReportSpec
 from chargeback.api.source import SourceSpec
 from chargeback.cli import main
+from chargeback.domain.contracts import Contract, Detected, apply
 from chargeback.domain.dashboards import build_dashboard, panel_queries
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,3 +87,20 @@ def test_dashboards_cli_writes_json_for_a_report_source(tmp_path: Path) -> None:
                                     "--output", str(tmp_path)])  # fmt: skip
     assert bad.exit_code == 2
     assert "expected kind TierPricing, found UsageReport" in bad.output
+
+
+def test_maas_subscription_counters_get_subscription_and_cost_centre_variables() -> None:
+    usage = UsageReportSpec.model_validate({"pricingRef": {"name": "p"},
+                                            "schedule": {"interval": "monthly"}})  # fmt: skip
+    present = frozenset({"subscription", "cost_center", "organization_id"})
+    detected = apply(usage, Detected(Contract.SUBSCRIPTIONS, present))
+    board = build_dashboard("maas", example_pricing(), detected.source, "authorized_hits")
+    shown = {v["name"]: v["label"] for v in board["templating"]["list"]}
+    assert shown["tier"] == "Subscription"
+    assert shown["cost_center"] == "Cost center"
+    assert shown["organization_id"] == "Organization id"
+    tier_variable = next(v for v in board["templating"]["list"] if v["name"] == "tier")
+    assert tier_variable["query"].endswith(", subscription)")
+    queries = dict(panel_queries(board))
+    assert 'subscription=~"$tier"' in queries["Tokens in range"]
+    assert 'cost_center=~"$cost_center"' in queries["Tokens in range"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
@@ -34,7 +34,7 @@ from chargeback.adapters.ttl import TtlCache
 from chargeback.api.base import problems
 from chargeback.api.scope import UsageScopeSpec
 from chargeback.app.settings import OperatorSettings
-from chargeback.domain import maas_prices
+from chargeback.domain import subscriptions as maas
 from chargeback.domain.formats import DEFAULT_CONTEXT, ExportContext
 from chargeback.domain.infra import InfraSource
 from chargeback.services.collect import Collector, CollectorSettings
@@ -116,14 +116,17 @@ def report_service(
     bucket_ms: int,
     infra: InfraSource | None,
     context: ExportContext = DEFAULT_CONTEXT,
+    *,
+    plan_teams: Callable[[], Mapping[str, str]] | None = None,
 ) -> ReportService:
     """Collection, GPU usage and reports over one Prometheus and one ledger.
 
-    Raises ValueError when the bucket is not a multiple of the GPU resolution.
+    ``plan_teams``: the team of each MaaS subscription (in a cluster). Raises ValueError when
+    the bucket is not a multiple of the GPU resolution.
     """
     collector = Collector(prometheus, ledger, CollectorSettings(bucket_ms=bucket_ms))
     gpus = InfraCollector(prometheus, ledger, infra, bucket_ms) if infra else None
-    return ReportService(collector, ledger, gpus, context)
+    return ReportService(collector, ledger, gpus, context, plan_teams)
 
 
 def open_ledger(dsn: str) -> Ledger:
@@ -186,15 +189,25 @@ def build_operator(
         return uid is not None
 
     def subscriptions(namespaces: tuple[str, ...]) -> list[dict[str, Any]] | None:
-        return list_custom_objects(api, maas_prices.GROUP, maas_prices.VERSION,
-                                   maas_prices.PLURAL, namespaces)  # fmt: skip
+        return list_custom_objects(api, maas.GROUP, maas.VERSION, maas.PLURAL, namespaces)
+
+    def plan_teams() -> dict[str, str]:
+        teams: dict[str, str] = reads.get(
+            "plan-teams", lambda: maas.plan_teams(subscriptions(()) or [])
+        )
+        return teams
 
     pricing = PricingReconciler(PricingLedger(ledger), clock, exists=pricing_exists,
                                 subscriptions=subscriptions)  # fmt: skip
     reports = UsageReportReconciler(
         api=api,
         reports=report_service(
-            prometheus, ledger, settings.bucket_ms, infra, settings.export_context()
+            prometheus,
+            ledger,
+            settings.bucket_ms,
+            infra,
+            settings.export_context(),
+            plan_teams=plan_teams,
         ),
         prices=pricing,
         dashboards=DashboardProvisioner(api, settings.dashboards(), infra),

@@ -1,4 +1,7 @@
-"""Team attribution: static teams, a team label, OpenShift Groups; else `unassigned`."""
+"""Team attribution: static teams, a team label, OpenShift Groups, a subscription's team.
+
+The last is the cost centre of a MaaS subscription; anything else is `unassigned`.
+"""
 
 from __future__ import annotations
 
@@ -28,9 +31,13 @@ class TeamResolver:
     """Maps a usage row's user (and labels) to a team."""
 
     def __init__(
-        self, attribution: Attribution, groups: Mapping[str, list[str]] | None = None
+        self,
+        attribution: Attribution,
+        groups: Mapping[str, list[str]] | None = None,
+        plans: Mapping[str, str] | None = None,
     ) -> None:
         self.team_label = attribution.team_label
+        self._plans = dict(plans or {})
         self._static = _members({team.name: team.users for team in attribution.teams})
         prefix = attribution.group_prefix
         selected = {
@@ -40,13 +47,16 @@ class TeamResolver:
         }
         self._groups = _members(selected)
 
-    def team(self, user: str, labels: Mapping[str, str]) -> str:
-        """The team of ``user``; label values come from the source's extra labels."""
+    def team(self, user: str, labels: Mapping[str, str], plan: str = "") -> str:
+        """The team of ``user``; label values come from the source's extra labels.
+
+        Last comes the team of the plan (a MaaS subscription's cost centre), when given.
+        """
         if user in self._static:
             return self._static[user]
         if self.team_label and labels.get(self.team_label):
             return labels[self.team_label]
-        return self._groups.get(user, UNASSIGNED)
+        return self._groups.get(user) or self._plans.get(plan, UNASSIGNED)
 
 
 def _members(teams: Mapping[str, list[str]]) -> dict[str, str]:

@@ -251,6 +251,13 @@ class Variable:
     label: str
     selector: str
 
+    @property
+    def title(self) -> str:
+        """Shown name: the plan is a Subscription on MaaS v0.2+ counters; labels read as words."""
+        if self.name == "tier" and self.label == "subscription":
+            return "Subscription"
+        return self.name.replace("_", " ").capitalize()
+
 
 @dataclass(frozen=True)
 class Board:
@@ -267,11 +274,11 @@ class Board:
     """Rows of panels; a row without a title is laid out without a row header."""
 
 
-def variable(name: str, query: str) -> Any:
+def variable(name: str, query: str, title: str = "") -> Any:
     """A multi-value query variable with All."""
     return (
         dashboard.QueryVariable(name)
-        .label(name.capitalize())
+        .label(title or name.capitalize())
         .query(query)
         .datasource(DATASOURCE)
         .multi(True)
@@ -323,7 +330,7 @@ def grafana(board: Board) -> dict[str, Any]:
     )
     for var in board.variables:
         built = built.with_variable(
-            variable(var.name, f"label_values({var.selector}, {var.label})")
+            variable(var.name, f"label_values({var.selector}, {var.label})", var.title)
         )
     panel_id = 1
     for title, panels in board.rows:

@@ -89,7 +89,7 @@ def dashboard_spec(board: Board) -> dict[str, Any]:
         layouts.append(_grid(title, keys, specs))
     variables = [
         {"kind": "ListVariable", "spec": {
-            "name": var.name, "display": {"name": var.name.capitalize()},
+            "name": var.name, "display": {"name": var.title},
             "allowMultiple": True, "allowAllValue": True, "customAllValue": ".*",
             "defaultValue": "$__all",
             "plugin": {"kind": "PrometheusLabelValuesVariable",

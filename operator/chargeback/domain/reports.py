@@ -307,7 +307,7 @@ def _price(
     allowance: dict[tuple[str, str], int] = {}
     used_versions: dict[int, PriceVersion] = {}
     for row in rows:
-        team = teams.team(row.user, dict(row.extra))
+        team = teams.team(row.user, dict(row.extra), row.tier)
         key = (row.user, team, row.tier, row.model, row.token_type)
         version = book.at(row.bucket_start_ms)
         number = version.number if version else None

@@ -18,9 +18,9 @@ from chargeback.api.base import problems
 from chargeback.api.pricing import TierPricingSpec, TierPricingStatus
 from chargeback.domain import buckets
 from chargeback.domain.conditions import Cond, Reason, Type
-from chargeback.domain.maas_prices import GROUP, PLURAL, merge, read_rates
 from chargeback.domain.pricing import PriceBook, PriceVersion, spec_digest
 from chargeback.domain.reports import iso
+from chargeback.domain.subscriptions import GROUP, PLURAL, merge, read_rates
 from chargeback.services.outcome import Event, Failure, Outcome, outcome, unexpected
 from chargeback.services.status import as_patch, conditions
 

@@ -7,7 +7,7 @@ never computed again: re-rendering it returns the stored bytes, whatever prices 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from chargeback.adapters.ledger import Ledger
@@ -15,7 +15,7 @@ from chargeback.adapters.pricing_ledger import FinalDocument, PricingLedger
 from chargeback.api.report import UsageReportSpec
 from chargeback.domain import formats
 from chargeback.domain.attribution import TeamResolver
-from chargeback.domain.contracts import Detected
+from chargeback.domain.contracts import Contract, Detected
 from chargeback.domain.formats import DEFAULT_CONTEXT, ExportContext, json_document
 from chargeback.domain.periods import Period, check_aligned, is_final, report_period
 from chargeback.domain.pricing import PriceBook
@@ -72,8 +72,11 @@ class ReportService:
         ledger: Ledger,
         infra: InfraCollector | None = None,
         context: ExportContext = DEFAULT_CONTEXT,
+        plan_teams: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         self.context = context
+        self.plan_teams = plan_teams
+        """The team of each MaaS subscription, for counters without a cost centre."""
         self.collector = collector
         self.ledger = ledger
         self.finals = PricingLedger(ledger)
@@ -111,7 +114,7 @@ class ReportService:
             period=period,
             usage=usage,
             book=book,
-            teams=TeamResolver(spec.attribution, groups),
+            teams=TeamResolver(spec.attribution, groups, self._plans(detected)),
             gaps=[gap for i in ids for gap in self._gaps(i, period)],
             data_through_ms=through,
             top_n=spec.top_users,
@@ -157,6 +160,12 @@ class ReportService:
             # Nothing was asked of Prometheus; still tell an outage apart from a quiet hour.
             self.collector.prometheus.ping()
         return collected, ids, usage, through
+
+    def _plans(self, detected: Detected) -> Mapping[str, str] | None:
+        """Subscriptions' teams, where the plan is a subscription (MaaS v0.2+)."""
+        if self.plan_teams is None or detected.contract is not Contract.SUBSCRIPTIONS:
+            return None
+        return self.plan_teams()
 
     def _gaps(self, source_id: str, period: Period) -> list[Gap]:
         """The source's recorded gaps, and where its history begins after the period does."""

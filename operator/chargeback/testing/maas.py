@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from chargeback.domain.maas_prices import GROUP, PLURAL, VERSION
+from chargeback.domain.subscriptions import GROUP, PLURAL, VERSION
 from chargeback.testing.gateways import summed
 from chargeback.testing.simulator import Simulation
 
@@ -20,12 +20,13 @@ COST_CENTER = {"free": "cc-100", "premium": "cc-200", "enterprise": "cc-200"}
 """The cost centre set on each simulated tier's subscription."""
 
 
-def maas_v02(sim: Simulation, *, with_user: bool) -> Iterator[str]:
+def maas_v02(sim: Simulation, *, with_user: bool, cost_centres: bool = True) -> Iterator[str]:
     """The simulator's counters as MaaS v0.2 exports them, as OpenMetrics text.
 
     The tier becomes the subscription, with its cost centre and organisation. Without ``user``,
     Limitador keeps one counter per subscription and model (per replica): the users' counters
-    summed, each carried at its last value until the replica restarts.
+    summed, each carried at its last value until the replica restarts. ``cost_centres``: False
+    for counters without ``cost_center`` (a telemetry policy that does not add it).
     """
     metric = sim.scenario.metric
     yield f"# TYPE {metric} unknown"
@@ -37,8 +38,9 @@ def maas_v02(sim: Simulation, *, with_user: bool) -> Iterator[str]:
         if model:
             merged[(replica, user if with_user else "", tier, model)].append(points)
     for (replica, user, tier, model), series in sorted(merged.items()):
+        centre = f'cost_center="{COST_CENTER[tier]}",' if cost_centres else ""
         labels = (f'user="{user}",' if with_user else "") + (
-            f'subscription="{tier}",cost_center="{COST_CENTER[tier]}",organization_id="acme",'
+            f'subscription="{tier}",{centre}organization_id="acme",'
             f'model="{model}",limitador_namespace="llm/{tier}-route",pod="limitador-{replica}"'
         )
         for t_ms, value in summed(series, restarts[replica]):

@@ -1,4 +1,4 @@
-"""Prices from MaaSSubscription objects (``maas.opendatahub.io``), merged into a TierPricing.
+"""MaaSSubscription objects (``maas.opendatahub.io``): their prices and their teams.
 
 MaaS administrators write a per-token rate on each model of a subscription
 (``spec.modelRefs[].billingRate.perToken``, a decimal string); MaaS itself computes nothing from
@@ -13,6 +13,9 @@ it. A TierPricing that opts in (``spec.maasSubscriptions``) takes these rates as
 
 The merged spec is what gets versioned: a rate changed in a MaaSSubscription is a new price
 version from the moment the operator sees it.
+
+A subscription also names who pays: ``spec.tokenMetadata.costCenter`` (else ``organizationId``,
+else its first owner group) is the team of its usage when the counter has no cost centre.
 """
 
 from __future__ import annotations
@@ -91,6 +94,21 @@ def merge(spec: TierPricingSpec, imported: Imported) -> TierPricingSpec:
         elif added:
             tiers[name] = tier.model_copy(update={"models": [*tier.models, *added]})
     return spec.model_copy(update={"tiers": list(tiers.values())})
+
+
+def plan_teams(subscriptions: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Subscription name -> the team it bills: its cost centre, organisation or owner group."""
+    teams: dict[str, str] = {}
+    ordered = sorted(subscriptions, key=lambda s: (_meta(s, "namespace"), _meta(s, "name")))
+    for subscription in ordered:
+        spec = subscription.get("spec") or {}
+        metadata = spec.get("tokenMetadata") or {}
+        groups = [g.get("name") for g in (spec.get("owner") or {}).get("groups") or []]
+        team = metadata.get("costCenter") or metadata.get("organizationId") or next(
+            (g for g in groups if g), None)  # fmt: skip
+        if team:
+            teams.setdefault(_meta(subscription, "name"), str(team))
+    return teams
 
 
 def _price(rate: str, tokens_per_unit: int) -> str | None:
