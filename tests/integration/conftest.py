@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from chargeback.adapters.ledger import Ledger
 from chargeback.adapters.prometheus import PrometheusClient, PrometheusSettings
@@ -123,3 +128,34 @@ def differences(
     """Keys whose token counts differ, with (got, want)."""
     keys = set(got) | set(want)
     return {k: (got.get(k, 0), want.get(k, 0)) for k in keys if got.get(k, 0) != want.get(k, 0)}
+
+
+def day_two_report(
+    prometheus: PrometheusServer,
+    tmp_path: Path,
+    pricing: dict[str, Any],
+    source: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`chargeback report --format json` of 2026-01-02 (UTC), by the CLI as users run it: a
+    UsageReport with only pricingRef, period and (if given) ``source``, priced by ``pricing``."""
+    spec: dict[str, Any] = {"pricingRef": {"name": "prices"},
+                            "period": {"start": "2026-01-02T00:00:00Z",
+                                       "end": "2026-01-03T00:00:00Z"}}  # fmt: skip
+    if source is not None:
+        spec["source"] = source
+    documents = {
+        "pricing.yaml": {"apiVersion": "chargeback.dev/v1alpha1", "kind": "TierPricing",
+                         "metadata": {"name": "prices"}, "spec": pricing},
+        "report.yaml": {"apiVersion": "chargeback.dev/v1alpha1", "kind": "UsageReport",
+                        "metadata": {"name": "day", "namespace": "finance"}, "spec": spec},
+    }  # fmt: skip
+    for name, document in documents.items():
+        (tmp_path / name).write_text(yaml.safe_dump(document))
+    run = subprocess.run([sys.executable, "-m", "chargeback", "report", "--prometheus-url",
+                          prometheus.url, "--pricing", str(tmp_path / "pricing.yaml"),
+                          "--report", str(tmp_path / "report.yaml"), "--no-gpu-costs",
+                          "--format", "json"], capture_output=True, text=True, timeout=300,
+                         check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    result: dict[str, Any] = json.loads(run.stdout)
+    return result

@@ -4,47 +4,26 @@ exactly, against the simulator's truth, on real Prometheus."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from chargeback.testing.maas import COST_CENTER, maas_v02
 from chargeback.testing.prometheus import PrometheusServer
 from chargeback.testing.simulator import HOUR_MS
-from tests.integration.conftest import T0, Traffic
+from tests.integration.conftest import T0, Traffic, day_two_report
 
 START, END = T0 + 24 * HOUR_MS, T0 + 48 * HOUR_MS
 PRICES = {"free": "0.005", "premium": "0.008", "enterprise": "0.006"}
 
 
 def report(prometheus: PrometheusServer, tmp_path: Path) -> dict[str, Any]:
-    """`chargeback report --format json` of a report with only pricingRef and period."""
-    pricing = {"apiVersion": "chargeback.dev/v1alpha1", "kind": "TierPricing",
-               "metadata": {"name": "maas"},
-               "spec": {"currency": "USD", "tokensPerUnit": 1000,
-                        "tiers": [{"name": t, "price": p} for t, p in PRICES.items()]}}  # fmt: skip
-    usage = {"apiVersion": "chargeback.dev/v1alpha1", "kind": "UsageReport",
-             "metadata": {"name": "zero", "namespace": "finance"},
-             "spec": {"pricingRef": {"name": "maas"},
-                      "period": {"start": "2026-01-02T00:00:00Z",
-                                 "end": "2026-01-03T00:00:00Z"}}}  # fmt: skip
-    (tmp_path / "pricing.yaml").write_text(yaml.safe_dump(pricing))
-    (tmp_path / "report.yaml").write_text(yaml.safe_dump(usage))
-    run = subprocess.run([sys.executable, "-m", "chargeback", "report", "--prometheus-url",
-                          prometheus.url, "--pricing", str(tmp_path / "pricing.yaml"),
-                          "--report", str(tmp_path / "report.yaml"), "--no-gpu-costs",
-                          "--format", "json"], capture_output=True, text=True, timeout=300,
-                         check=False)  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    document: dict[str, Any] = json.loads(run.stdout)
-    return document
+    """The day's report with only pricingRef and period."""
+    tiers = [{"name": t, "price": p} for t, p in PRICES.items()]
+    return day_two_report(prometheus, tmp_path, {"currency": "USD", "tiers": tiers})
 
 
 def truth(traffic: Traffic, key: Callable[[str, str, str], tuple[str, ...]]) -> dict[Any, int]:

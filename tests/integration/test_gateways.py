@@ -4,9 +4,6 @@ against prices applied by hand; a total or reasoning count beside its parts is n
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections import defaultdict
 from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
@@ -14,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from chargeback.api.pricing import TierPricingSpec
 from chargeback.api.source import SourceSpec
@@ -23,7 +19,7 @@ from chargeback.testing import gateways
 from chargeback.testing.gateways import ENVOY, KONG, PLAN, VLLM, Gateway
 from chargeback.testing.prometheus import PrometheusServer
 from chargeback.testing.simulator import HOUR_MS
-from tests.integration.conftest import T0, Traffic
+from tests.integration.conftest import T0, Traffic, day_two_report
 from tests.integration.test_dashboards import substitute
 
 START, END = T0 + 24 * HOUR_MS, T0 + 48 * HOUR_MS
@@ -50,24 +46,8 @@ PRICING = {
 
 
 def report(prometheus: PrometheusServer, tmp_path: Path, preset: str) -> dict[str, Any]:
-    """`chargeback report --format json` of a report whose source is only a preset."""
-    pricing = {"apiVersion": "chargeback.dev/v1alpha1", "kind": "TierPricing",
-               "metadata": {"name": "gateway"}, "spec": PRICING}  # fmt: skip
-    usage = {"apiVersion": "chargeback.dev/v1alpha1", "kind": "UsageReport",
-             "metadata": {"name": preset, "namespace": "finance"},
-             "spec": {"pricingRef": {"name": "gateway"}, "source": {"preset": preset},
-                      "period": {"start": "2026-01-02T00:00:00Z",
-                                 "end": "2026-01-03T00:00:00Z"}}}  # fmt: skip
-    (tmp_path / "pricing.yaml").write_text(yaml.safe_dump(pricing))
-    (tmp_path / "report.yaml").write_text(yaml.safe_dump(usage))
-    run = subprocess.run([sys.executable, "-m", "chargeback", "report", "--prometheus-url",
-                          prometheus.url, "--pricing", str(tmp_path / "pricing.yaml"),
-                          "--report", str(tmp_path / "report.yaml"), "--no-gpu-costs",
-                          "--format", "json"], capture_output=True, text=True, timeout=300,
-                         check=False)  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    document: dict[str, Any] = json.loads(run.stdout)
-    return document
+    """The day's report whose source is only a preset."""
+    return day_two_report(prometheus, tmp_path, PRICING, {"preset": preset})
 
 
 def shown(document: dict[str, Any]) -> dict[tuple[str, str, str, str], int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from chargeback.adapters.ledger_reads import UsageReads
 from chargeback.adapters.ledger_schema import (
     MIGRATIONS,
     gaps,
@@ -31,9 +32,7 @@ from chargeback.adapters.ledger_schema import (
     series_state,
     sources,
     sqlite_pragmas,
-    usage,
 )
-from chargeback.domain.buckets import DAY_MS
 from chargeback.domain.counters import State
 from chargeback.domain.infra import GpuRow, UtilizationRow
 from chargeback.domain.names import fit
@@ -110,7 +109,7 @@ def _label(value: str, limit: int = LABEL_CHARS) -> str:
     return value if len(value) <= limit else fit(value, limit)
 
 
-class Ledger:
+class Ledger(UsageReads):
     """Access to one ledger database."""
 
     def __init__(self, dsn: str) -> None:
@@ -310,48 +309,6 @@ class Ledger:
                     source_id=source_id, start_ms=gap.start_ms, end_ms=gap.end_ms, reason=gap.reason
                 )
             )
-
-    def usage(
-        self, source_id: str, start_ms: int | None = None, end_ms: int | None = None
-    ) -> list[UsageRow]:
-        """Usage rows of a source with bucket start in [start_ms, end_ms)."""
-        query = sa.select(usage).where(usage.c.source_id == source_id)
-        if start_ms is not None:
-            query = query.where(usage.c.bucket_start_ms >= start_ms)
-        if end_ms is not None:
-            query = query.where(usage.c.bucket_start_ms < end_ms)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(usage.c.bucket_start_ms)).all()
-        return [
-            UsageRow(
-                bucket_start_ms=r.bucket_start_ms,
-                user=r.user,
-                tier=r.tier,
-                model=r.model,
-                extra=tuple(sorted(json.loads(r.extra).items())),
-                tokens=r.tokens,
-                token_type=r.token_type,
-            )
-            for r in rows
-        ]
-
-    def daily_usage(
-        self, source_ids: Sequence[str], start_ms: int, end_ms: int
-    ) -> list[tuple[int, str, str, int]]:
-        """(UTC day, model, tier, tokens) of the sources' buckets starting in [start, end).
-
-        Summed in SQL, all token types together (they never overlap).
-        """
-        day = (usage.c.bucket_start_ms // DAY_MS) * DAY_MS
-        query = (
-            sa.select(day.label("day"), usage.c.model, usage.c.tier, sa.func.sum(usage.c.tokens))
-            .where(usage.c.source_id.in_(list(source_ids)))
-            .where(usage.c.bucket_start_ms >= start_ms)
-            .where(usage.c.bucket_start_ms < end_ms)
-            .group_by(day, usage.c.model, usage.c.tier)
-        )
-        with self.engine.connect() as conn:
-            return [(int(d), m, t, int(n)) for d, m, t, n in conn.execute(query)]
 
     def gpu_usage(self, source_id: str, start_ms: int, end_ms: int) -> list[GpuRow]:
         """GPU allocation of an infrastructure source, buckets starting in [start, end)."""

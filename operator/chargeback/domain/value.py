@@ -14,7 +14,6 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -26,7 +25,7 @@ from chargeback.domain.periods import Period
 from chargeback.domain.pricing import PriceBook
 from chargeback.domain.reports import ReportDocument, iso
 from chargeback.domain.sections import CostToValueSection, ModelValue, TeamValue, ValueTotals
-from chargeback.domain.usage import Gap, UsageRow
+from chargeback.domain.usage import Gap
 
 RATIO = Decimal("0.0001")
 PERCENT = Decimal("0.1")
@@ -69,12 +68,15 @@ def month_ms(t_ms: int) -> int:
 
 def cost_to_value(
     document: ReportDocument,
-    usage: Iterable[UsageRow],
+    served: set[tuple[str, int]],
     infra: InfraUsage,
     book: PriceBook,
     bucket_ms: int,
 ) -> CostToValueSection:
-    """The cost-to-value section of ``document``."""
+    """The cost-to-value section of ``document``.
+
+    ``served``: (model, bucket start) of every bucket in which the model served tokens.
+    """
     period = document.period
     through = min(infra.through_ms, period.end_ms)
     reason = _unavailable_reason(book, infra, period.start_ms, through)
@@ -88,11 +90,7 @@ def cost_to_value(
         models[line.model].revenue += line.cost
         team_tokens[line.model][line.team] += line.tokens
         team_revenue[line.team] += line.cost
-    served: set[tuple[str, int]] = {
-        (row.model, row.bucket_start_ms)
-        for row in usage
-        if row.tokens and period.contains(row.bucket_start_ms)
-    }
+    served = {(model, start) for model, start in served if period.contains(start)}
     _add_gpus(models, infra, book, served, period)
     _add_utilization_and_fixed(models, infra, book, period, through=through, bucket_ms=bucket_ms)
 

@@ -108,7 +108,7 @@ class ReportService:
         spec, detected = self.contracts.resolve(spec, period, now_ms)
         ready = min(now_ms - SCRAPE_DELAY_MS, period.end_ms)
         start = period.start_ms if history_start_ms is None else history_start_ms
-        collected, ids, usage, through = self._collect(spec, period, start, ready, now_ms)
+        collected, ids, usage, through = self._collect(spec, book, period, (start, ready), now_ms)
         document = build_document(
             report=report,
             period=period,
@@ -119,8 +119,14 @@ class ReportService:
             data_through_ms=through,
             top_n=spec.top_users,
         )
+
+        def served() -> set[tuple[str, int]]:
+            live = {(r.model, r.bucket_start_ms) for r in usage
+                    if r.tokens and r.bucket_start_ms >= collected.watermark_ms}  # fmt: skip
+            return self.ledger.served(ids, period.start_ms, period.end_ms) | live
+
         value, settled = self.value.cost_to_value(
-            document, usage, book, history_start_ms=start, ready_ms=max(ready, start)
+            document, served, book, history_start_ms=start, ready_ms=max(ready, start)
         )
         final = (
             is_final(period, spec, now_ms)
@@ -135,18 +141,31 @@ class ReportService:
         return self._finalize(report, rendered, now_ms) if final else rendered
 
     def _collect(
-        self, spec: UsageReportSpec, period: Period, start: int, ready: int, now_ms: int
+        self,
+        spec: UsageReportSpec,
+        book: PriceBook,
+        period: Period,
+        span: tuple[int, int],
+        now_ms: int,
     ) -> tuple[CollectResult, tuple[str, ...], list[UsageRow], int]:
         """Collect every counter of the source.
 
         Returns the result, the ledger's source ids, the period's usage and when it runs through.
+        ``span``: where history starts, and up to when buckets are closed. The stored usage is
+        summed in SQL per price version, unless included tokens need it bucket by bucket (they
+        are used up in time order).
         """
+        start, ready = span
         parts = spec.source.parts()
         results = [self.collector.collect(part, start, max(ready, start)) for part in parts]
         collected = replace(results[0], watermark_ms=min(r.watermark_ms for r in results),
                             steps=sum(r.steps for r in results))  # fmt: skip
         ids = tuple(r.source_id for r in results)
-        usage = [row for i in ids for row in self.ledger.usage(i, period.start_ms, period.end_ms)]
+        if any(t.included_tokens for v in book.versions for t in v.spec.tiers):
+            usage = [r for i in ids for r in self.ledger.usage(i, period.start_ms, period.end_ms)]
+        else:
+            edges = [v.effective_from_ms for v in book.versions]
+            usage = self.ledger.usage_by_segment(ids, period.start_ms, period.end_ms, edges)
         through = collected.watermark_ms
         if now_ms < period.end_ms:
             # The open period also shows the bucket in progress: computed live, never stored.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from chargeback.adapters.ledger import Ledger
@@ -27,7 +28,6 @@ from chargeback.domain.periods import Period, scheduled_period
 from chargeback.domain.pricing import PriceBook
 from chargeback.domain.reports import ReportDocument, iso
 from chargeback.domain.sections import CostToValueSection, ForecastNumbers, ForecastSection
-from chargeback.domain.usage import UsageRow
 from chargeback.domain.value import cost_to_value, unavailable
 from chargeback.services.collect import CollectError
 from chargeback.services.infra import InfraCollector
@@ -52,7 +52,7 @@ class ValueService:
     def cost_to_value(
         self,
         document: ReportDocument,
-        usage: list[UsageRow],
+        served: Callable[[], set[tuple[str, int]]],
         book: PriceBook,
         *,
         history_start_ms: int,
@@ -72,7 +72,7 @@ class ValueService:
             log.warning("Infrastructure metrics unavailable: %s", exc)
             return unavailable(f"infrastructure metrics could not be read: {exc}"), 0
         infra = self.infra.usage(period.start_ms, period.end_ms)
-        return cost_to_value(document, usage, infra, book, self.bucket_ms), watermark
+        return cost_to_value(document, served(), infra, book, self.bucket_ms), watermark
 
     def forecast(
         self, source_ids: tuple[str, ...], spec: UsageReportSpec, period: Period, through_ms: int
