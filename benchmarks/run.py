@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks import image_bench
+from benchmarks import image_bench, report_bench, results
 from benchmarks.collect_bench import run_accuracy, run_scale
 from benchmarks.forecast_bench import backtest, section
 from benchmarks.operator_bench import run_operator_scale, status_at
@@ -46,7 +46,23 @@ def main() -> None:
     scale3 = run_scale(series, program="prometheus3")
     operator = run_operator_scale()
     status_bytes = len(json.dumps(status_at(10_000)).encode())
-    forecast = section(backtest())
+    backtested = backtest()
+    forecast = section(backtested)
+    reports = report_bench.run()
+    report_bench.record(reports)
+    results.record([
+        results.entry("collect one hour, 100k series, Prometheus 2.42", scale["ours_s"], "s",
+                      scale["naive_s"], 2.5),
+        results.entry("collect one hour, 100k series, Prometheus 3.16", scale3["ours_s"], "s",
+                      scale3["naive_s"], 2.5),
+        results.entry("collector peak RSS, one hour at 100k series, Prometheus 3.16",
+                      scale3["peak_rss_mib"], "MiB", None, 300),
+        results.entry("200 reports Ready after creation", operator["seconds"], "s", None, None),
+        results.entry("operator peak RSS at 200 reports", operator["operator_peak_rss_mib"],
+                      "MiB", None, 400),
+        results.entry("forecast MAPE, next-week tokens per model", backtested["ours_mape"], "%",
+                      backtested["naive_mape"], None),
+    ])  # fmt: skip
     image = image_bench.section(image_bench.measure_image())
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = f"""# Benchmarks
@@ -108,6 +124,8 @@ absolute difference from the simulator's observable ground truth.
 | status at 10,000 users, 300 teams, 80 models, 120 final periods | {status_bytes:,} bytes |
 
 {forecast}
+
+{report_bench.section(reports)}
 
 {image}
 ## Reproduce

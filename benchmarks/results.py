@@ -1,0 +1,59 @@
+"""benchmarks/results.json: every measured figure with its baseline, ratio and target.
+
+Each benchmark records its entries by name (a later run replaces an entry of the same name);
+docs/benchmarks.md states the same figures in prose and tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results.json"
+DOCUMENT = ROOT / "docs" / "benchmarks.md"
+
+
+def entry(
+    name: str, value: float, unit: str, baseline: float | None, target: float | None
+) -> dict[str, Any]:
+    """One figure: ``value`` against ``baseline`` and ``target``.
+
+    The ratio is value / baseline; the target bounds the ratio when there is a baseline, else
+    the value itself.
+    """
+    ratio = value / baseline if baseline else None
+    measured = ratio if ratio is not None else value
+    return {
+        "name": name,
+        "value": round(value, 4),
+        "unit": unit,
+        "baseline": None if baseline is None else round(baseline, 4),
+        "ratio": None if ratio is None else round(ratio, 3),
+        "target": target,
+        "met": None if target is None else measured <= target,
+        "measured": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def record(entries: list[dict[str, Any]]) -> None:
+    """Add or replace ``entries`` in results.json (sorted by name)."""
+    existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    names = {e["name"] for e in entries}
+    merged = [e for e in existing if e["name"] not in names] + entries
+    RESULTS.write_text(json.dumps(sorted(merged, key=lambda e: e["name"]), indent=2) + "\n")
+
+
+def write_section(block: str, markers: tuple[str, str]) -> str:
+    """Replace (or add before "## Reproduce") the section between ``markers``; return it."""
+    text = DOCUMENT.read_text() if DOCUMENT.exists() else "# Benchmarks\n\n## Reproduce\n"
+    pattern = re.compile(re.escape(markers[0]) + ".*?" + re.escape(markers[1]), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    else:
+        text = text.replace("## Reproduce", block + "\n\n## Reproduce")
+    DOCUMENT.write_text(text)
+    return block
