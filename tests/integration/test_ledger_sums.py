@@ -81,7 +81,7 @@ def test_sums_read_the_ledger_by_its_index(
     ledger = Ledger(dsn)
     try:
         ledger.migrate()
-        query = segment_sums(["s"], T0, END, [T0 + HOUR_MS])
+        query = segment_sums(["s"], T0, END)
         statement = str(query.compile(ledger.engine, compile_kwargs={"literal_binds": True}))
         with ledger.engine.connect() as conn:
             if backend == "sqlite":

@@ -6,6 +6,8 @@ ledger moves the summed rows to Python, not every bucket's.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -56,19 +58,17 @@ class UsageReads:
         of its segment, so it is priced by the version of all its buckets. Tokens are summed per
         user, tier, model, extra labels and token type.
         """
-        query = segment_sums(source_ids, start_ms, end_ms, edges)
-        dated = len(query.selected_columns) == 7
+        cuts = [start_ms, *sorted({e for e in edges if start_ms < e < end_ms}), end_ms]
+        rows: list[UsageRow] = []
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return [
-            UsageRow(
-                bucket_start_ms=int(r[0]) if dated else start_ms,
-                user=r.user, tier=r.tier, model=r.model,
-                extra=tuple(sorted(json.loads(r.extra).items())), tokens=int(r[-1]),
-                token_type=r.token_type,
-            )
-            for r in rows
-        ]  # fmt: skip
+            # One GROUP BY per segment: each scans its own range of the index.
+            for a, b in itertools.pairwise(cuts):
+                rows += [
+                    UsageRow(bucket_start_ms=a, user=r.user, tier=r.tier, model=r.model,
+                             extra=_extra(r.extra), tokens=int(r[-1]), token_type=r.token_type)
+                    for r in conn.execute(segment_sums(source_ids, a, b))
+                ]  # fmt: skip
+        return rows
 
     def served(self, source_ids: Sequence[str], start_ms: int, end_ms: int) -> set[tuple[str, int]]:
         """(model, bucket start) of every bucket in [start, end) in which a model was used."""
@@ -102,24 +102,23 @@ class UsageReads:
             return [(int(d), m, t, int(n)) for d, m, t, n in conn.execute(query)]
 
 
-def segment_sums(
-    source_ids: Sequence[str], start_ms: int, end_ms: int, edges: Sequence[int] = ()
-) -> sa.Select[Any]:
-    """The query of :meth:`UsageReads.usage_by_segment` (its plan is checked in tests).
+def segment_sums(source_ids: Sequence[str], start_ms: int, end_ms: int) -> sa.Select[Any]:
+    """Tokens of [start, end) summed per user, tier, model, extra labels and token type.
 
-    Columns: the segment's start (only when an edge falls inside the range), user, tier, model,
-    extra, token type, summed tokens.
+    The query of :meth:`UsageReads.usage_by_segment` for one segment (its plan is checked in
+    tests: a search of the ``usage_by_time`` index).
     """
-    bucket = usage.c.bucket_start_ms
-    inner = sorted({e for e in edges if start_ms < e < end_ms}, reverse=True)
     keys = [usage.c.user, usage.c.tier, usage.c.model, usage.c.extra, usage.c.token_type]
-    dated: list[Any] = (
-        [sa.case(*((bucket >= e, e) for e in inner), else_=start_ms)] if inner else []
-    )
     return (
-        sa.select(*dated, *keys, sa.func.sum(usage.c.tokens))
+        sa.select(*keys, sa.func.sum(usage.c.tokens))
         .where(usage.c.source_id.in_(list(source_ids)))
-        .where(bucket >= start_ms)
-        .where(bucket < end_ms)
-        .group_by(*dated, *keys)
+        .where(usage.c.bucket_start_ms >= start_ms)
+        .where(usage.c.bucket_start_ms < end_ms)
+        .group_by(*keys)
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _extra(text: str) -> tuple[tuple[str, str], ...]:
+    # Cached: the rows of a report share a handful of extra-label values.
+    return tuple(sorted(json.loads(text).items()))

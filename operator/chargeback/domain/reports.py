@@ -306,20 +306,23 @@ def _price(
     by_version: dict[LineKey, dict[int | None, Accumulator]] = defaultdict(dict)
     allowance: dict[tuple[str, str], int] = {}
     used_versions: dict[int, PriceVersion] = {}
+    prices: dict[tuple[int, str, str, str], Decimal | None] = {}
     for row in rows:
         team = teams.team(row.user, dict(row.extra), row.tier)
         key = (row.user, team, row.tier, row.model, row.token_type)
         version = book.at(row.bucket_start_ms)
         number = version.number if version else None
         parts = (lines[key], by_version[key].setdefault(number, Accumulator()))
-        price = version.price(row.tier, row.model, row.token_type) if version else None
+        price = _price_of(version, row, prices) if version else None
         if version is None or price is None:
             for acc in parts:
                 acc.tokens += row.tokens
                 acc.unpriced += row.tokens
             continue
         used_versions[version.number] = version
-        remaining = allowance.setdefault((row.user, row.tier), version.included_tokens(row.tier))
+        if (row.user, row.tier) not in allowance:
+            allowance[(row.user, row.tier)] = version.included_tokens(row.tier)
+        remaining = allowance[(row.user, row.tier)]
         free = min(remaining, row.tokens)
         allowance[(row.user, row.tier)] = remaining - free
         exact = Decimal(row.tokens - free) * price / version.spec.tokens_per_unit
@@ -328,6 +331,16 @@ def _price(
             acc.included += free
             acc.exact += exact
     return lines, by_version, used_versions
+
+
+def _price_of(
+    version: PriceVersion, row: UsageRow, cache: dict[tuple[int, str, str, str], Decimal | None]
+) -> Decimal | None:
+    """The version's price of the row's tier, model and token type (looked up once each)."""
+    key = (version.number, row.tier, row.model, row.token_type)
+    if key not in cache:
+        cache[key] = version.price(row.tier, row.model, row.token_type)
+    return cache[key]
 
 
 def _line_order(item: tuple[LineKey, Accumulator]) -> tuple[str, ...]:
