@@ -1,6 +1,10 @@
-"""Benchmark: 200 UsageReports over 20 sources, from creation to all Ready.
+"""Benchmark: 1,000 UsageReports over 100 sources, from creation to all Ready, then at rest.
+
+At rest (unchanged data) the status writes of a refresh are counted.
 
 Against a real control plane and Prometheus, with the operator as a process (`chargeback run`).
+``python -m benchmarks.operator_bench`` prints the figures and records them in
+benchmarks/results.json.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 from kubernetes import client
 
+from benchmarks import results
 from chargeback.adapters.kube import client_from_kubeconfig
 from chargeback.api.budget import Budget
 from chargeback.api.pricing import TierPricingSpec
@@ -57,8 +62,19 @@ def _hwm_mib(pid: int) -> float:
     return 0.0
 
 
-def run_operator_scale(reports: int = 200, sources: int = 20) -> dict[str, Any]:
-    """Create the reports at once and time convergence."""
+STEADY_S = 120
+"""How long the steady state is watched (four refreshes of 30 s)."""
+
+
+def _versions(api: client.ApiClient, namespace: str) -> dict[str, str]:
+    items = client.CustomObjectsApi(api).list_namespaced_custom_object(
+        GROUP, VERSION, namespace, "usagereports"
+    )["items"]
+    return {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in items}
+
+
+def run_operator_scale(reports: int = 1000, sources: int = 100) -> dict[str, Any]:
+    """Create the reports at once, time convergence, then count status writes at rest."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-operator-"))
     now = int(time.time() * 1000)
     start = (now - 26 * HOUR_MS) // HOUR_MS * HOUR_MS
@@ -105,12 +121,33 @@ def run_operator_scale(reports: int = 200, sources: int = 20) -> dict[str, Any]:
                     break
                 time.sleep(1)
             elapsed = time.perf_counter() - began
+            # Steady state: the data does not change; a refresh that finds the same numbers
+            # writes nothing. Count the reports written to while watching.
+            time.sleep(35)  # the refresh in flight when the last report turned Ready ends
+            before = _versions(api, "bench")
+            time.sleep(STEADY_S)
+            after = _versions(api, "bench")
+            written = sum(1 for name, version in after.items() if before.get(name) != version)
             rss = _hwm_mib(operator.pid)
         finally:
             operator.send_signal(signal.SIGTERM)
             operator.wait(timeout=60)
+    per_hour = written / max(reports, 1) * 3600 / STEADY_S
     return {"reports": reports, "sources": sources, "ready": ready, "seconds": elapsed,
-            "operator_peak_rss_mib": rss, "largest_status_bytes": largest}  # fmt: skip
+            "operator_peak_rss_mib": rss, "largest_status_bytes": largest,
+            "steady_writes_per_report_hour": per_hour, "steady_written": written}  # fmt: skip
+
+
+def record(figures: dict[str, Any]) -> None:
+    """The entries of benchmarks/results.json."""
+    count = f"{figures['reports']:,} reports over {figures['sources']} sources"
+    results.record([
+        results.entry(f"{count}: all Ready after creation", figures["seconds"], "s", None, 180),
+        results.entry(f"{count}: operator peak RSS", figures["operator_peak_rss_mib"], "MiB",
+                      None, 400),
+        results.entry(f"{count}: status writes per report per hour at rest",
+                      figures["steady_writes_per_report_hour"], "writes", None, 0),
+    ])  # fmt: skip
 
 
 def status_at(users: int) -> dict[str, Any]:
@@ -150,4 +187,6 @@ def status_at(users: int) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(run_operator_scale(), indent=2))
+    measured = run_operator_scale()
+    record(measured)
+    print(json.dumps(measured, indent=2))

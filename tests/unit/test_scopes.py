@@ -63,6 +63,28 @@ def test_a_tenant_cannot_choose_the_metric_or_label_mapping() -> None:
     assert isinstance(relabel, Denied)
 
 
+def test_a_scope_on_another_gateway_serves_reports_that_set_no_source() -> None:
+    kong = [("kong", scope(namespaces=["shop"], selector='workspace="shop"',
+                           source={"preset": "kong"}))]  # fmt: skip
+    grant = authorize(SourceSpec(), "shop", {}, kong)
+    assert isinstance(grant, Grant)
+    assert grant.source.metric == "ai_llm_tokens_total"
+    assert grant.source.labels.user == "consumer"
+    # The workshop default `model!=""` is not added: Kong's series have no `model` label.
+    assert grant.source.selector == 'ai_model!="", workspace="shop"'
+    narrowed = authorize(SourceSpec.model_validate({"selector": 'consumer="ann"'}), "shop", {},
+                         kong)  # fmt: skip
+    assert isinstance(narrowed, Grant)
+    assert narrowed.source.selector == 'ai_model!="", workspace="shop", consumer="ann"'
+    same = authorize(SourceSpec.model_validate({"preset": "kong", "selector": 'consumer="ann"'}),
+                     "shop", {}, kong)  # fmt: skip
+    assert isinstance(same, Grant)
+    assert same.source.selector == narrowed.source.selector
+    for other in ({"preset": "vllm"}, {"tokenTypeLabel": "t", "tokenTypes": {"a": "input"}}):
+        denied = authorize(SourceSpec.model_validate(other), "shop", {}, kong)
+        assert isinstance(denied, Denied), other
+
+
 def test_no_scope_or_two_scopes_see_nothing_and_say_why() -> None:
     none = authorize(SourceSpec(), "tenant-z", {}, SCOPES)
     assert none == Denied(Reason.NO_SCOPE, "no UsageScope grants namespace tenant-z any usage; "

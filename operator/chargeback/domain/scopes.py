@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from chargeback.api.scope import UsageScopeSpec
-from chargeback.api.source import SourceSpec
+from chargeback.api.source import ADDED_FIELDS, SourceSpec
 from chargeback.domain.conditions import Reason
 from chargeback.domain.selectors import SelectorError, parse_selector
 
@@ -82,12 +82,20 @@ def authorize(
 def _narrowed(report: SourceSpec, name: str, scope: UsageScopeSpec) -> Grant | Denied:
     """The scope's source, narrowed by the scope's and the report's matchers."""
     base = scope.source or SourceSpec()
-    if report.metric not in (None, base.metric) or report.labels != base.labels:
+    # Only what the report sets itself counts: its defaults (labels, the selector `model!=""`)
+    # are the workshop counter's, not necessarily the scope's gateway's.
+    given = report.model_fields_set
+    relabelled = "labels" in given and report.labels != base.labels
+    typed = [f for f in ADDED_FIELDS if f in given or "preset" in given]
+    retyped = any(getattr(report, f) != getattr(base, f) for f in typed)
+    if report.metric not in (None, base.metric) or relabelled or retyped:
         return Denied(Reason.SOURCE_NOT_ALLOWED, f"source.metric and source.labels are set by "
-                      f"UsageScope {name}; a report in its namespaces may only narrow "
+                      f"UsageScope {name} (and its preset and token types); a report in its "
+                      "namespaces may only narrow "
                       "source.selector and add source.extraLabels")  # fmt: skip
     try:
-        combined = _combined(base.selector, scope.selector, report.selector)
+        own = report.selector if "selector" in given else ""
+        combined = _combined(base.selector, scope.selector, own)
     except SelectorError as exc:
         return Denied(Reason.INVALID_SCOPE, f"UsageScope {name}: {exc}")
     extra = tuple(dict.fromkeys((*base.extra_labels, *report.extra_labels)))
