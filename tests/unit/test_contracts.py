@@ -35,3 +35,8 @@ def test_subscriptions_are_the_plan_and_cost_centres_the_teams() -> None:
     assert apply(spec, Detected(Contract.WORKSHOP, frozenset({"tier"}))) == spec
     mapped = UsageReportSpec.model_validate({**BARE, "source": {"labels": {"tier": "plan"}}})
     assert configured(mapped)
+
+
+def test_a_preset_is_configured_and_says_which() -> None:
+    assert Detected(Contract.CONFIGURED, preset="kong").message == "preset kong"
+    assert Detected(Contract.CONFIGURED).message == "source.labels set by the report"

@@ -253,8 +253,8 @@ class SourceReading(ApiModel):
     """How the counter's labels are read: set by the report, or detected (zero configuration)."""
 
     contract: Literal["Configured", "MaaSWorkshop", "MaaSSubscriptions"]
-    """Configured (source.labels), MaaSWorkshop (user, tier, model) or MaaSSubscriptions
-    (subscription is the plan; cost_center the team when present)."""
+    """Configured (source.labels or a gateway preset), MaaSWorkshop (user, tier, model) or
+    MaaSSubscriptions (subscription is the plan; cost_center the team when present)."""
     message: Annotated[str, Field(max_length=512)] = ""
     """The labels found and what was chosen."""
 

@@ -43,12 +43,14 @@ class Detected:
 
     contract: Contract
     present: frozenset[str] = frozenset()
+    preset: str | None = None
+    """The source's preset, when it has one (its fields are then configured)."""
 
     @property
     def message(self) -> str:
         """What was chosen, readably (for the report's status)."""
         if self.contract is Contract.CONFIGURED:
-            return "source.labels set by the report"
+            return f"preset {self.preset}" if self.preset else "source.labels set by the report"
         shown = ", ".join(label for label in PROBED if label in self.present) or "none"
         if self.contract is Contract.WORKSHOP:
             return f"labels found: {shown}; plan from tier"

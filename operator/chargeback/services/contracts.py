@@ -44,7 +44,7 @@ class ContractDetector:
         whose counter is gone); no series at all: the default mapping, and collection says why.
         """
         if configured(spec):
-            return spec, Detected(Contract.CONFIGURED)
+            return spec, Detected(Contract.CONFIGURED, preset=spec.source.preset)
         source = spec.source
         at = min(now_ms, period.end_ms)
         windows = (
