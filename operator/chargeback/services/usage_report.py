@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -211,7 +211,8 @@ class UsageReportReconciler:
                         f"{iso(done.period.start_ms)}") for done in finalized]  # fmt: skip
         exports = write_export(self.api, owner, iso(rendered.period.start_ms),
                                rendered.renditions())  # fmt: skip
-        self.latest[key] = rendered
+        # The open period's texts are exported; HTTP renders them again (final: stored bytes).
+        self.latest[key] = rendered if rendered.finalized else replace(rendered, texts={})
         events += self._provision(key, checked, rendered)
         document = rendered.document
         current = [*report_conditions(document), _authorized(grant)]
