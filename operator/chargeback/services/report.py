@@ -7,6 +7,7 @@ never computed again: re-rendering it returns the stored bytes, whatever prices 
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -237,3 +238,30 @@ def _rendered(
     document = json_document.parse(stored.document)
     texts = {"json": stored.document, "csv": stored.csv}
     return Rendered(period, document, True, collected, texts, context)
+
+
+@dataclass(frozen=True)
+class Packed:
+    """A rendered period kept for serving, small: its canonical JSON, compressed."""
+
+    period: Period
+    finalized: bool
+    json_zlib: bytes
+    context: ExportContext
+    texts: dict[str, str] = field(default_factory=dict)
+    """A finalised period's stored texts (served byte for byte); empty for an open one."""
+
+
+def pack(rendered: Rendered) -> Packed:
+    """What serving ``rendered`` later needs (an open period's texts are re-rendered)."""
+    texts = dict(rendered.texts) if rendered.finalized else {}
+    compressed = zlib.compress(rendered.text("json").encode(), 1)
+    return Packed(rendered.period, rendered.finalized, compressed, rendered.context, texts)
+
+
+def unpack(packed: Packed) -> Rendered:
+    """The rendered period back: its document parsed from the JSON it was rendered as."""
+    text = zlib.decompress(packed.json_zlib).decode()
+    texts = {"json": text, **packed.texts}
+    return Rendered(packed.period, json_document.parse(text), packed.finalized, None, texts,
+                    packed.context)  # fmt: skip

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,7 +37,7 @@ from chargeback.services.collect import CollectError
 from chargeback.services.dashboards import DashboardProvisioner
 from chargeback.services.outcome import Event, Failure, Outcome, outcome, unexpected
 from chargeback.services.pricing import PricingReconciler
-from chargeback.services.report import Rendered, ReportService
+from chargeback.services.report import Packed, Rendered, ReportService, pack, unpack
 from chargeback.services.status import (
     as_patch,
     conditions,
@@ -109,7 +109,7 @@ class UsageReportReconciler:
         self.tenancy = tenancy
         self.history_days = history_days
         self.clock = clock
-        self.latest: dict[str, Rendered] = {}
+        self.latest: dict[str, Packed] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._final_totals: dict[tuple[str, int], PeriodSummary] = {}
@@ -118,7 +118,7 @@ class UsageReportReconciler:
 
     def current(self, key: str) -> Rendered | None:
         """The open period of report ``namespace/name`` as last rendered."""
-        return self.latest.get(key)
+        return None if (found := self.latest.get(key)) is None else unpack(found)
 
     def final(self, key: str, period_start_ms: int) -> Rendered | None:
         """A finalised period of report ``namespace/name``."""
@@ -211,8 +211,8 @@ class UsageReportReconciler:
                         f"{iso(done.period.start_ms)}") for done in finalized]  # fmt: skip
         exports = write_export(self.api, owner, iso(rendered.period.start_ms),
                                rendered.renditions())  # fmt: skip
-        # The open period's texts are exported; HTTP renders them again (final: stored bytes).
-        self.latest[key] = rendered if rendered.finalized else replace(rendered, texts={})
+        # Kept small: compressed JSON; HTTP renders other formats again (final: stored bytes).
+        self.latest[key] = pack(rendered)
         events += self._provision(key, checked, rendered)
         document = rendered.document
         current = [*report_conditions(document), _authorized(grant)]
