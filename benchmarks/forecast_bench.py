@@ -11,18 +11,16 @@ error (MAPE) over every (model, cutoff).
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
+from benchmarks import results
 from chargeback.domain.buckets import DAY_MS
 from chargeback.domain.forecast import forecast
 from chargeback.testing.simulator import Scenario, simulate
 
-ROOT = Path(__file__).resolve().parent.parent
 START = 1_767_571_200_000  # 2026-01-05T00:00:00Z, a Monday
 WEEKS = 10
 WEEKLY = (1.0, 1.05, 1.1, 1.05, 0.95, 0.45, 0.4)
@@ -109,16 +107,7 @@ Target: forecaster MAPE <= 10%. Reproduce: `python -m benchmarks.forecast_bench`
 
 def write(result: dict[str, Any]) -> str:
     """Replace (or append) the forecast section of docs/benchmarks.md; return the section."""
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = section(result)
-    pattern = re.compile(re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1]), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
-    else:
-        text = text.replace("## Reproduce", block + "\n\n## Reproduce")
-    path.write_text(text)
-    return block
+    return results.write_section(section(result), MARKERS)
 
 
 if __name__ == "__main__":
