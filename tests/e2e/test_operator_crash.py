@@ -37,12 +37,15 @@ from tests.integration.conftest import differences, ledger_totals
 
 
 def start_operator(
-    cluster: ClusterAccess, live: Live, dsn: str, log: Path
+    cluster: ClusterAccess, live: Live, dsn: str, log: Path, *more: str
 ) -> subprocess.Popen[bytes]:
+    """`chargeback run` as a process over ``live``, with ``more`` flags (default metrics port:
+    a free one)."""
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    metrics = [] if "--metrics-port" in more else ["--metrics-port", str(free_port())]
     args = [sys.executable, "-m", "chargeback", "run", "--prometheus-url", live.prometheus.url,
             "--token-file", "", "--ca-file", "", "--ledger", dsn, "--refresh-seconds", "2",
-            "--metrics-port", str(free_port()), "--liveness-port", str(free_port())]  # fmt: skip
+            *metrics, "--liveness-port", str(free_port()), *more]  # fmt: skip
     with log.open("ab") as out:
         return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
 

@@ -3,11 +3,8 @@ Both converge; the source their reports share is collected by both at once and s
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -18,6 +15,7 @@ import pytest
 from kubernetes import client
 
 from chargeback.adapters.ledger import Ledger, SourceKind
+from chargeback.adapters.pricing_ledger import PricingLedger
 from chargeback.domain.periods import scheduled_period
 from chargeback.testing.kube import ClusterAccess
 from chargeback.testing.process import free_port
@@ -32,6 +30,7 @@ from tests.e2e.conftest import (
     wait_for,
 )
 from tests.e2e.test_operator import PRICES, create_pricing, hand_cost, report_body
+from tests.e2e.test_operator_crash import start_operator
 from tests.integration.conftest import differences, ledger_totals
 
 
@@ -45,18 +44,6 @@ def two_namespaces(api_client: client.ApiClient) -> Iterator[list[str]]:
     yield names
     for name in names:
         core.delete_namespace(name)
-
-
-def operator(
-    cluster: ClusterAccess, live: Live, dsn: str, namespace: str, log: Path, metrics_port: int
-) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
-    args = [sys.executable, "-m", "chargeback", "run", "--prometheus-url", live.prometheus.url,
-            "--token-file", "", "--ca-file", "", "--ledger", dsn, "--refresh-seconds", "2",
-            "--namespace", namespace, "--metrics-port", str(metrics_port),
-            "--liveness-port", str(free_port())]  # fmt: skip
-    with log.open("ab") as out:
-        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def test_two_operators_share_one_postgresql_ledger(
@@ -73,7 +60,7 @@ def test_two_operators_share_one_postgresql_ledger(
     ports = [free_port(), free_port()]
     # Started together: both collect the reports' one source from the same watermark.
     procs = [
-        operator(cluster, live, pg_dsn, ns, log, port)
+        start_operator(cluster, live, pg_dsn, log, "--namespace", ns, "--metrics-port", str(port))
         for ns, log, port in zip(two_namespaces, logs, ports, strict=True)
     ]
     try:
@@ -113,6 +100,8 @@ def test_two_operators_share_one_postgresql_ledger(
     ledger = Ledger(pg_dsn)
     try:
         (source,) = [s for s in ledger.list_sources() if s.kind is SourceKind.TOKENS]
+        # The TierPricing both instances reconcile has one version, not one per instance.
+        assert len(PricingLedger(ledger).versions(pricing)) == 1
         history = live.sim.truth(source.start_ms, source.watermark_ms)
         assert differences(ledger_totals(ledger, source.id), history) == {}
     finally:
