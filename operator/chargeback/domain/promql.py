@@ -64,6 +64,11 @@ def range_of(selector: str, span_ms: int) -> str:
     return f"{selector}[{span_ms}ms]"
 
 
+def shifted(selector: str, span_ms: int, offset_ms: int) -> str:
+    """``selector[span] offset o``: the ``span_ms`` ending ``offset_ms`` before evaluation."""
+    return f"{selector}[{span_ms}ms] offset {offset_ms}ms"
+
+
 def sum_by(labels: Sequence[str], expr: str) -> str:
     """``expr`` summed by ``labels``."""
     return f"sum by ({', '.join(labels)}) ({expr})"

@@ -61,18 +61,25 @@ def dimensions(labels: dict[str, str], source: SourceSpec) -> Dimensions:
 
 
 def aggregate(
-    usage_by_series: Iterable[tuple[SeriesKey, int]], source: SourceSpec
+    usage_by_series: Iterable[tuple[SeriesKey, int]],
+    source: SourceSpec,
+    memo: dict[SeriesKey, Dimensions] | None = None,
 ) -> dict[Dimensions, int]:
     """Sum per-series usage into dimensions: replicas of one user add up, never deduplicate.
 
     Cached input is part of a source's input (OpenAI's ``prompt_tokens`` includes
     ``cached_tokens``; Envoy AI Gateway records both): it is taken out of the input of the same
-    dimensions, so input and cached input never count a token twice.
+    dimensions, so input and cached input never count a token twice. ``memo`` keeps each
+    series' dimensions for the next call (the same series, bucket after bucket).
     """
     totals: dict[Dimensions, int] = defaultdict(int)
+    known = {} if memo is None else memo
     for key, tokens in usage_by_series:
         if tokens:
-            totals[dimensions(dict(key), source)] += tokens
+            dims = known.get(key)
+            if dims is None:
+                dims = known[key] = dimensions(dict(key), source)
+            totals[dims] += tokens
     for dims, cached in list(totals.items()):
         if dims[4] == TokenType.CACHED_INPUT:
             uncached = (*dims[:4], TokenType.INPUT.value)

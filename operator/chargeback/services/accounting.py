@@ -6,6 +6,10 @@ collector keeps that state). :class:`AnchoredAccounting` lets Prometheus 3.7+ do
 anchored ``increase()`` summed by the usage dimensions, correcting only the series it cannot
 anchor (new, or back after a silence); it keeps no per-series state. Both split a window that is
 too large for Prometheus in halves.
+
+Catching up on closed history, both answer many buckets from one pair of range queries
+(:meth:`Accounting.account_buckets`, the same PromQL evaluated at every bucket end): exact as
+bucket by bucket, with each series' labels sent once per range instead of once per bucket.
 """
 
 from __future__ import annotations
@@ -33,6 +37,12 @@ checked one by one in anchored mode."""
 
 Usage = dict[SeriesKey, tuple[int, int]]
 """Usage and new value per series (classic) or usage per dimensions with value 0 (anchored)."""
+
+RangeQueries = tuple[list[str], int | None]
+"""Range queries evaluated at every bucket end, and the lookback delta to send with them."""
+
+Answers = list[dict[int, dict[SeriesKey, int]]]
+"""Per range query, its vector at each bucket end."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,16 @@ class Accounting(Protocol):
 
     def account(self, target: Target, a: int, b: int, states: dict[SeriesKey, State]) -> Usage:
         """Usage over (a, b]."""
+        ...
+
+    def range_queries(self, target: Target) -> RangeQueries:
+        """The range queries whose answers :meth:`account_buckets` accounts."""
+        ...
+
+    def account_buckets(
+        self, target: Target, a: int, states: dict[SeriesKey, State], answers: Answers
+    ) -> list[Usage]:
+        """Usage of each bucket after ``a`` the answers cover, as :meth:`account` gives it."""
         ...
 
 
@@ -106,6 +126,10 @@ class _Windows:
     ) -> Usage:
         """Usage over (a, b] in one go (may raise QueryTooLarge)."""
         raise NotImplementedError
+
+    def span(self, selector: str, span_ms: int) -> str:
+        """``selector`` over exactly the ``span_ms`` up to each evaluation time (range queries)."""
+        return promql.range_of(selector, span_ms - (1 if self.prometheus.closed_ranges() else 0))
 
     def user_batches(
         self, target: Target, keys: set[SeriesKey]
@@ -154,6 +178,50 @@ class ClassicAccounting(_Windows):
         )
         if not last:
             return {}
+        return self._resolve(target, a, b, last=last, flagged=flagged, states=states)
+
+    def range_queries(self, target: Target) -> RangeQueries:
+        """Last values and reset flags (since the previous bucket began) at every bucket end."""
+        selector, bucket = target.selector, self.bucket_ms
+        return [
+            promql.last_value(self.span(selector, bucket)),
+            promql.resets(self.span(selector, 2 * bucket)),
+        ], None
+
+    def account_buckets(
+        self, target: Target, a: int, states: dict[SeriesKey, State], answers: Answers
+    ) -> list[Usage]:
+        """Each bucket accounted as :meth:`account_window` does, from the range answers.
+
+        Against the state the buckets before it left (chained on a copy; the caller's states
+        are not changed).
+        """
+        lasts, flags = answers
+        working = dict(states)
+        usages: list[Usage] = []
+        for lo in range(a, a + len(lasts) * self.bucket_ms, self.bucket_ms):
+            hi = lo + self.bucket_ms
+            last, flagged = lasts.pop(hi), flags.pop(hi)
+            resolved = (
+                self._resolve(target, lo, hi, last=last, flagged=flagged, states=working)
+                if last
+                else {}
+            )
+            working.update({k: (value, hi) for k, (_, value) in resolved.items()})
+            usages.append(resolved)
+        return usages
+
+    def _resolve(
+        self,
+        target: Target,
+        a: int,
+        b: int,
+        *,
+        last: dict[SeriesKey, int],
+        flagged: dict[SeriesKey, int],
+        states: dict[SeriesKey, State],
+    ) -> Usage:
+        """Exact usage over (a, b] from last values, raw samples only where they are needed."""
         resolved, needs_raw = account_window(last, set(flagged), states, a)
         if needs_raw:
             resolved.update(account_raw(self.raw(target, a, b, needs_raw), states))
@@ -198,16 +266,57 @@ class AnchoredAccounting(_Windows):
         )  # fmt: skip
         usage: dict[SeriesKey, int] = dict(by_dims)
         if doubtful:
-            keys = set(doubtful)
-            raw = self.raw(target, a, b, keys)
-            baselines = self._baselines(target, keys, a, states)
-            counted = self._counted(target, a, b, keys)
-            for key, samples in raw.items():
-                exact, _ = usage_of_samples(baselines.get(key), samples)
-                labels = dict(key)
-                group = series_key((n, labels[n]) for n in names if labels.get(n))
-                usage[group] = usage.get(group, 0) + exact - counted.get(key, 0)
+            self._recount(target, a, b, set(doubtful), states=states, usage=usage)
         return {key: (used, 0) for key, used in usage.items()}
+
+    def range_queries(self, target: Target) -> RangeQueries:
+        """The two queries of :meth:`account_window`, for every bucket end.
+
+        The window before each bucket is the same lookback shifted by one bucket (``offset``).
+        """
+        window = self.span(target.selector, self.bucket_ms)
+        check = min(self.lookback_ms, ANCHOR_CHECK_MS)
+        recent = promql.last_value(promql.shifted(target.selector, check, self.bucket_ms))
+        return [
+            promql.anchored_increase(window, target.dimensions),
+            promql.unless(promql.last_value(window), recent),
+        ], self.lookback_ms
+
+    def account_buckets(
+        self, target: Target, a: int, states: dict[SeriesKey, State], answers: Answers
+    ) -> list[Usage]:
+        """Prometheus' sums per bucket, with the series it cannot anchor recounted exactly."""
+        by_dims, doubtful = answers
+        usages: list[Usage] = []
+        for lo in range(a, a + len(by_dims) * self.bucket_ms, self.bucket_ms):
+            hi = lo + self.bucket_ms
+            usage = by_dims.pop(hi)
+            keys = set(doubtful.pop(hi))
+            if keys:
+                self._recount(target, lo, hi, keys, states=states, usage=usage)
+            usages.append({key: (used, 0) for key, used in usage.items()})
+        return usages
+
+    def _recount(
+        self,
+        target: Target,
+        a: int,
+        b: int,
+        keys: set[SeriesKey],
+        *,
+        states: dict[SeriesKey, State],
+        usage: dict[SeriesKey, int],
+    ) -> None:
+        """Replace what anchored ``increase()`` counted for ``keys`` by exact accounting."""
+        names = target.dimensions
+        raw = self.raw(target, a, b, keys)
+        baselines = self._baselines(target, keys, a, states)
+        counted = self._counted(target, a, b, keys)
+        for key, samples in raw.items():
+            exact, _ = usage_of_samples(baselines.get(key), samples)
+            labels = dict(key)
+            group = series_key((n, labels[n]) for n in names if labels.get(n))
+            usage[group] = usage.get(group, 0) + exact - counted.get(key, 0)
 
     def _counted(
         self, target: Target, a: int, b: int, keys: set[SeriesKey]

@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from chargeback.testing.process import ComponentError, ManagedProcess, free_port
@@ -77,11 +78,13 @@ class PrometheusServer:
         program: str = "prometheus",
         rule_files: list[Path] | None = None,
         alertmanager: str | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         """``program``: "prometheus" (Debian's 2.x) or "prometheus3" (built by make tools).
 
         ``scrape_token``: the bearer token to scrape ``scrape_targets`` with;
-        ``rule_files``: rules to evaluate every second; ``alertmanager``: its URL, for alerts.
+        ``rule_files``: rules to evaluate every second; ``alertmanager``: its URL, for alerts;
+        ``extra_args``: more command-line flags (limits, for instance).
         """
         self._owns_dir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="chargeback-prom-"))
@@ -108,6 +111,7 @@ class PrometheusServer:
                 f"--storage.tsdb.retention.time={retention}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--log.level=warn",
+                *extra_args,
             ],
             self.workdir / "prometheus.log",
         )
