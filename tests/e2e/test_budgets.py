@@ -242,16 +242,16 @@ def test_prometheus_rule_follows_the_budgets(
         assert made["spec"]["groups"] == expected
         assert len(made["spec"]["groups"][0]["rules"]) == 4  # 50, 80, 100 % and the projection
 
-        report = get_report(api_client, namespace, "r")
-        report["spec"]["budgets"][0]["thresholds"] = [90]
-        objects.replace_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports", "r",
-                                                 report)  # fmt: skip
+        # Merge patches of the spec: the operator writes the status meanwhile (a replace of the
+        # object read before would conflict with that write).
+        budgets = get_report(api_client, namespace, "r")["spec"]["budgets"]
+        budgets[0]["thresholds"] = [90]
+        objects.patch_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports", "r",
+                                               {"spec": {"budgets": budgets}})  # fmt: skip
         wait_for(lambda: (r := rule()) and len(r["spec"]["groups"][0]["rules"]) == 2,
                  what="the PrometheusRule updated")  # fmt: skip
-        report = get_report(api_client, namespace, "r")
-        del report["spec"]["budgets"]
-        objects.replace_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports", "r",
-                                                 report)  # fmt: skip
+        objects.patch_namespaced_custom_object(GROUP, VERSION, namespace, "usagereports", "r",
+                                               {"spec": {"budgets": None}})  # fmt: skip
         wait_for(lambda: rule() is None, what="the PrometheusRule deleted with the budgets")
         report = get_report(api_client, namespace, "r")
         assert all(c["type"] != "WithinBudget" for c in report["status"]["conditions"])
