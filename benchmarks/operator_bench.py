@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import requests
 from kubernetes import client
 
 from benchmarks import results
@@ -33,7 +35,7 @@ from chargeback.domain.reports import build_document
 from chargeback.domain.usage import UsageRow
 from chargeback.services import budgets as budget_service
 from chargeback.services.status import summarize
-from chargeback.testing.kube import ControlPlane, install_crds
+from chargeback.testing.kube import ClusterAccess, ControlPlane, install_crds
 from chargeback.testing.process import free_port
 from chargeback.testing.prometheus import PrometheusServer
 from chargeback.testing.simulator import HOUR_MS, Scenario, simulate
@@ -71,6 +73,22 @@ def _versions(api: client.ApiClient, namespace: str) -> dict[str, str]:
         GROUP, VERSION, namespace, "usagereports"
     )["items"]
     return {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in items}
+
+
+def _api_requests(access: ClusterAccess) -> int:
+    """Requests the API server has served on resources (its ``apiserver_request_total``)."""
+    response = requests.get(
+        f"{access.server}/metrics",
+        headers={"Authorization": f"Bearer {access.admin_token}"},
+        verify=str(access.ca_file),
+        timeout=30,
+    )
+    response.raise_for_status()
+    total = 0
+    for line in response.text.splitlines():
+        if line.startswith("apiserver_request_total{") and not re.search(r'[{,]resource=""', line):
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
 
 
 def run_operator_scale(reports: int = 1000, sources: int = 100) -> dict[str, Any]:
@@ -126,18 +144,24 @@ def run_operator_scale(reports: int = 1000, sources: int = 100) -> dict[str, Any
             # Steady state: the data does not change; a refresh that finds the same numbers
             # writes nothing. Count the reports written to while watching.
             time.sleep(35)  # the refresh in flight when the last report turned Ready ends
+            requests_before = _api_requests(access)
             before = _versions(api, "bench")
             time.sleep(STEADY_S)
             after = _versions(api, "bench")
+            # The operator is the only other client; the two lists above are ours.
+            served = _api_requests(access) - requests_before - 2
             written = sum(1 for name, version in after.items() if before.get(name) != version)
             rss = _hwm_mib(operator.pid)
         finally:
             operator.send_signal(signal.SIGTERM)
             operator.wait(timeout=60)
     per_hour = written / max(reports, 1) * 3600 / STEADY_S
+    requests_per_hour = served / max(reports, 1) * 3600 / STEADY_S
     return {"reports": reports, "sources": sources, "ready": ready, "seconds": elapsed,
             "operator_peak_rss_mib": rss, "largest_status_bytes": largest,
-            "steady_writes_per_report_hour": per_hour, "steady_written": written}  # fmt: skip
+            "steady_writes_per_report_hour": per_hour, "steady_written": written,
+            "steady_requests": served,
+            "steady_requests_per_report_hour": requests_per_hour}  # fmt: skip
 
 
 def record(figures: dict[str, Any]) -> None:
@@ -149,6 +173,8 @@ def record(figures: dict[str, Any]) -> None:
                       None, 400),
         results.entry(f"{count}: status writes per report per hour at rest",
                       figures["steady_writes_per_report_hour"], "writes", None, 0),
+        results.entry(f"{count}: API requests per report per hour at rest",
+                      figures["steady_requests_per_report_hour"], "requests", None, None),
     ])  # fmt: skip
 
 

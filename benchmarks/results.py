@@ -1,7 +1,8 @@
 """benchmarks/results.json: every measured figure with its baseline, ratio and target.
 
-Each benchmark records its entries by name (a later run replaces an entry of the same name);
-docs/benchmarks.md states the same figures in prose and tables.
+Each benchmark records its entries by name (a later run replaces an entry of the same name).
+The summary table at the top of docs/benchmarks.md is generated from results.json on every
+record; the sections below it say how each figure was measured.
 """
 
 from __future__ import annotations
@@ -45,14 +46,55 @@ def record(entries: list[dict[str, Any]]) -> None:
     names = {e["name"] for e in entries}
     merged = [e for e in existing if e["name"] not in names] + entries
     RESULTS.write_text(json.dumps(sorted(merged, key=lambda e: e["name"]), indent=2) + "\n")
+    write_section(summary(), SUMMARY)
+
+
+SUMMARY = ("<!-- results:start -->", "<!-- results:end -->")
+
+
+def _figure(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return ""
+    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
+    return f"{text} {unit}".strip()
+
+
+def summary() -> str:
+    """The table of every figure in results.json, between the summary markers."""
+    entries = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    rows = []
+    for e in entries:
+        ratio = f"{e['ratio']:.2f}x" if e["ratio"] is not None else ""
+        target = "" if e["target"] is None else f"{'<= ' if e['target'] else ''}{e['target']}"
+        target += "x" if target and e["ratio"] is not None else ""
+        met = {True: "met", False: "**not met**", None: ""}[e["met"]]
+        rows.append(
+            f"| {e['name']} | {_figure(e['value'], e['unit'])} | "
+            f"{_figure(e['baseline'], e['unit'])} | {ratio} | {target} | {met} | "
+            f"{e['measured'][:10]} |"
+        )
+    table = "\n".join(rows)
+    return f"""{SUMMARY[0]}
+## Summary (generated from benchmarks/results.json)
+
+| figure | value | baseline | ratio | target | | measured |
+|---|---|---|---|---|---|---|
+{table}
+{SUMMARY[1]}"""
 
 
 def write_section(block: str, markers: tuple[str, str]) -> str:
-    """Replace (or add before "## Reproduce") the section between ``markers``; return it."""
+    """Replace the section between ``markers``, else add it; return it.
+
+    A new summary goes before the first section, any other before "## Reproduce".
+    """
     text = DOCUMENT.read_text() if DOCUMENT.exists() else "# Benchmarks\n\n## Reproduce\n"
     pattern = re.compile(re.escape(markers[0]) + ".*?" + re.escape(markers[1]), re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text)
+    elif markers == SUMMARY and "\n## " in text:
+        first = text.index("\n## ")
+        text = text[:first] + "\n" + block + "\n" + text[first:]
     else:
         text = text.replace("## Reproduce", block + "\n\n## Reproduce")
     DOCUMENT.write_text(text)

@@ -8,6 +8,8 @@
 #     proxy into a versioned cache outside the repository (see docs/development.md).
 #   - Prometheus 3 (as prometheus3), for the collector's anchored mode; Debian's 2.x stays the
 #     default Prometheus of the tests.
+#   - the test node's runtime and pause image (hack/node.sh), and kubelet, kube-scheduler and
+#     kube-proxy built with the control plane.
 #
 # Idempotent: a second run prints what it found and exits in seconds.
 set -euo pipefail
@@ -57,15 +59,23 @@ apt_install() {
   pkill -f '^/usr/bin/prometheus-alertmanager' >/dev/null 2>&1 || true
 }
 
+# The control plane, and the node components of the `node` tests (a real kubelet): one wrapper
+# module and one `go build`, so the packages they share compile once.
+K8S_COMMANDS=(kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler kube-proxy)
+
 build_k8s() {
-  if [ -x "$BIN_DIR/kube-apiserver" ] && [ -x "$BIN_DIR/kube-controller-manager" ] && [ -x "$BIN_DIR/kubectl" ]; then
-    log "Kubernetes $K8S_VERSION present in $BIN_DIR"
+  local cmd missing=()
+  for cmd in "${K8S_COMMANDS[@]}"; do
+    [ -x "$BIN_DIR/$cmd" ] || missing+=("$cmd")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    log "Kubernetes $K8S_VERSION present in $BIN_DIR (${K8S_COMMANDS[*]})"
     return
   fi
   local minor patch mod="$WORK_DIR/k8s-$K8S_VERSION"
   minor=$(echo "$K8S_VERSION" | cut -d. -f2)
   patch=$(echo "$K8S_VERSION" | cut -d. -f3)
-  log "Building Kubernetes $K8S_VERSION (kube-apiserver, kube-controller-manager, kubectl); cold build takes 15-30 min on 2 cores"
+  log "Building Kubernetes $K8S_VERSION (missing: ${missing[*]}); a cold build of all takes 20-40 min on 2 cores"
   rm -rf "$mod"  # the wrapper is generated; start it afresh so a failed attempt leaves no trace
   mkdir -p "$mod" "$BIN_DIR"
   cd "$mod"
@@ -79,15 +89,21 @@ build_k8s() {
   done
   go mod edit -require "k8s.io/kubernetes@$K8S_VERSION"
   log "Resolving modules"
-  go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION" "k8s.io/kubernetes/cmd/kubectl@$K8S_VERSION"
+  local packages=() tools=()
+  for cmd in "${K8S_COMMANDS[@]}"; do
+    packages+=("k8s.io/kubernetes/cmd/$cmd")
+    tools+=("k8s.io/kubernetes/cmd/$cmd@$K8S_VERSION")
+  done
+  go get -tool "${tools[@]}"
   local pkg=k8s.io/component-base/version
   local ldflags="-s -w -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
   log "Compiling (progress: packages built so far are listed with -v)"
-  CGO_ENABLED=0 go build -v -trimpath -ldflags "$ldflags" -o "$BIN_DIR/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl 2>&1 |
+  CGO_ENABLED=0 go build -v -trimpath -ldflags "$ldflags" -o "$BIN_DIR/" "${packages[@]}" 2>&1 |
     awk '{n++; if (n % 200 == 0) {printf "[tools] compiled %d packages (last: %s)\n", n, $0; fflush()}}'
-  [ -x "$BIN_DIR/kube-apiserver" ] || { log "kube-apiserver build failed"; exit 1; }
+  for cmd in "${K8S_COMMANDS[@]}"; do
+    [ -x "$BIN_DIR/$cmd" ] || { log "$cmd build failed"; exit 1; }
+  done
   log "Built $("$BIN_DIR/kube-apiserver" --version)"
 }
 
@@ -182,6 +198,7 @@ main() {
   local start=$SECONDS
   apt_install
   bash "$(dirname "$0")/image.sh" setup
+  bash "$(dirname "$0")/node.sh"
   build_etcd
   build_helm
   build_k8s

@@ -96,7 +96,8 @@ def test_range_queries_equal_bucket_by_bucket_and_ground_truth(
 def test_any_chunking_and_any_cuts_are_exact(
     any_traffic: Traffic, chunk: int, points: int, cuts: list[int]
 ) -> None:
-    # 300 values: a chunk of one or two buckets (the traffic has ~2,000 series); 3,000: a few.
+    # 300 values: a bucket per query (the traffic has ~300 series; half for the chunk sent
+    # ahead); 3,000: a few buckets; 400,000: chunks of up to `chunk`.
     marks = [T0 + h * HOUR_MS for h in sorted(cuts)] + [END]
     with tempfile.TemporaryDirectory() as workdir:
         got = collected(
@@ -117,7 +118,7 @@ def test_a_chunk_too_large_for_prometheus_is_halved(
     workdir = tmp_path / "limited"
     blocks = shutil.ignore_patterns("lock", "wal", "chunks_head", "queries.active")
     shutil.copytree(traffic.prometheus.tsdb, workdir / "tsdb", ignore=blocks)
-    caplog.set_level(logging.INFO, logger="chargeback.services.collect")
+    caplog.set_level(logging.INFO, logger="chargeback.services.collect_plan")
     with PrometheusServer(workdir, extra_args=["--query.max-samples=6000"]) as limited:
         client = CountingClient(limited.url)
         got = collected(client, tmp_path / "halved.db", [END])

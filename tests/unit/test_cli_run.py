@@ -59,6 +59,20 @@ def test_flags_and_variables_make_one_settings_object(monkeypatch: pytest.Monkey
     assert settings_from(run.make_context("run", []), SETTINGS) == settings
 
 
+def test_the_operators_namespace_sees_all_usage_with_the_charts_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The chart sets both; the dashboard namespace once read POD_NAMESPACE too, and whenever it
+    # was set the pod's namespace came out empty (found by the chart on a real node).
+    monkeypatch.setenv("POD_NAMESPACE", "chargeback")
+    monkeypatch.setenv("CHARGEBACK_DASHBOARD_NAMESPACE", "dashboards")
+    run = main.commands["run"]
+    settings = settings_from(run.make_context("run", []), SETTINGS)
+    assert settings.unrestricted_namespaces == {"chargeback"}
+    assert settings.dashboards().namespace == "dashboards"
+    assert OperatorSettings().unrestricted_namespaces == {"chargeback"}
+
+
 def test_a_bad_setting_names_its_flag() -> None:
     for args, flag in ((["--bucket", "1y"], "--bucket"), (["--grafana-operator", "maybe"],
                        "--grafana-operator"), (["--dashboard-label", "nolabel"],

@@ -177,6 +177,11 @@ def build_operator(
     settings: OperatorSettings, api: Any, clock: Callable[[], int] = now_ms
 ) -> Operator:
     """The operator's object graph (nothing started yet: see :meth:`Operator.serve`)."""
+    unrestricted = sorted(settings.unrestricted_namespaces)
+    log.info(
+        "Reports in %s see all usage without a UsageScope",
+        ", ".join(unrestricted) or "no namespace",
+    )
     prometheus = PrometheusClient(settings.prometheus())
     ledger = Ledger(settings.ledger_dsn)
     infra = settings.infrastructure()

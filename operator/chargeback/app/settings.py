@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chargeback.adapters.dashboards import DashboardSettings
@@ -94,9 +94,7 @@ class OperatorSettings(BaseSettings):
     """Override: PromQL of GPUs allocated by model and product."""
     gpu_utilization_query: str = ""
     """Override: PromQL of per-GPU utilisation percent labelled by model."""
-    dashboard_namespace: str = Field(
-        "", validation_alias=AliasChoices("CHARGEBACK_DASHBOARD_NAMESPACE", "POD_NAMESPACE")
-    )
+    dashboard_namespace: str = ""
     """Where dashboard ConfigMaps go; default: the operator's own namespace."""
     dashboard_label: str = "grafana_dashboard=1"
     """Label (key=value) the Grafana sidecar looks for."""
@@ -188,7 +186,9 @@ class OperatorSettings(BaseSettings):
     def dashboards(self) -> DashboardSettings:
         """Where and how dashboards are provisioned."""
         return DashboardSettings(
-            namespace=self.dashboard_namespace or "default",
+            # Not an alias of POD_NAMESPACE: two fields reading one variable lost it for the
+            # other (pod_namespace came out empty whenever this one was set).
+            namespace=self.dashboard_namespace or self.pod_namespace or "default",
             label=_pair(self.dashboard_label),
             folder=self.dashboard_folder,
             grafana_operator=self.grafana_operator,

@@ -13,6 +13,8 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -194,6 +196,10 @@ def run_operator(
     ``clock``: epoch milliseconds the reconcilers take as now (tests travel in time with it).
     """
     namespaces = settings.watched_namespaces
+    # kopf names this process from its login name unless POD_ID is set; a container's arbitrary
+    # UID (Kubernetes runAsUser, OpenShift's restricted SCC) has no passwd entry, and the lookup
+    # would end the operator at start-up. The host name is the pod's name in a pod.
+    os.environ.setdefault("POD_ID", socket.gethostname())
     kopf.run(
         registry=registry(settings),
         memo=kopf.Memo(settings=settings, clock=clock),

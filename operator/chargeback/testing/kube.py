@@ -9,6 +9,7 @@ ownerReferences and namespace deletion behave as in a cluster.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import secrets
 import shutil
 import ssl
@@ -59,13 +60,45 @@ def write_kubeconfig(path: Path, server: str, ca_file: Path, token: str, user: s
     return path
 
 
+CONTROLLERS = ("garbage-collector-controller", "namespace-controller")
+"""What the API tests need: ownerReferences and namespace deletion behave as in a cluster."""
+POD_CONTROLLERS = (
+    *CONTROLLERS,
+    "deployment-controller",
+    "replicaset-controller",
+    "endpointslice-controller",
+    "endpoints-controller",
+    "node-lifecycle-controller",
+    "serviceaccount-controller",
+    "root-ca-certificate-publisher-controller",
+    "persistentvolume-binder-controller",
+    "persistentvolumeclaim-protection-controller",
+    "persistentvolume-protection-controller",
+)
+"""What pods need besides a node (``chargeback.testing.node``)."""
+
+
 class ControlPlane:
     """etcd + kube-apiserver (+ kube-controller-manager) in a temporary directory."""
 
-    def __init__(self, workdir: Path | None = None, *, controller_manager: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        *,
+        controller_manager: bool = True,
+        host: str = "127.0.0.1",
+        for_pods: bool = False,
+    ) -> None:
+        """``host``: the address the API server listens on and advertises.
+
+        ``for_pods``: run as a cluster with nodes needs it (ServiceAccount admission, the
+        ``kubernetes`` Service's endpoints kept, the controllers of :data:`POD_CONTROLLERS`).
+        """
         self._owns_dir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="chargeback-kube-"))
         self.with_controller_manager = controller_manager
+        self.host = host
+        self.for_pods = for_pods
         self.processes: list[ManagedProcess] = []
         self.access: ClusterAccess | None = None
         self.etcd: ManagedProcess | None = None
@@ -83,16 +116,19 @@ class ControlPlane:
         pki_dir = self.workdir / "pki"
         pki_dir.mkdir(parents=True, exist_ok=True)
         ca = pki.make_ca(pki_dir)
+        # In-cluster clients reach the API server through the `kubernetes` Service's first IP.
+        service_ip = str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))
         serving = pki.make_serving_cert(
-            ca, pki_dir, "apiserver", ["kubernetes", "kubernetes.default.svc"]
-        )
+            ca, pki_dir, "apiserver",
+            ["kubernetes", "kubernetes.default", "kubernetes.default.svc", service_ip, self.host],
+        )  # fmt: skip
         sa_key = pki.make_signing_key(pki_dir)
         token = secrets.token_hex(16)
         (self.workdir / "tokens.csv").write_text(
             f'{token},{ADMIN_USER},admin-uid,"system:masters"\n'
         )
         api_port = free_port()
-        server = f"https://127.0.0.1:{api_port}"
+        server = f"https://{self.host}:{api_port}"
         kubeconfig = write_kubeconfig(
             self.workdir / "kubeconfig", server, ca.cert, token, ADMIN_USER
         )
@@ -135,8 +171,8 @@ class ControlPlane:
             [
                 str(binary("kube-apiserver")),
                 f"--etcd-servers={self._etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.host}",
+                f"--advertise-address={self.host}",
                 f"--secure-port={port}",
                 f"--tls-cert-file={serving.cert}",
                 f"--tls-private-key-file={serving.key}",
@@ -147,9 +183,19 @@ class ControlPlane:
                 f"--service-account-key-file={sa_key.cert}",
                 f"--service-account-signing-key-file={sa_key.key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--disable-admission-plugins=ServiceAccount",
-                "--enable-admission-plugins=PodSecurity,NamespaceLifecycle",
-                "--endpoint-reconciler-type=none",
+                *(
+                    [
+                        "--enable-admission-plugins=PodSecurity,NamespaceLifecycle,ServiceAccount",
+                        "--endpoint-reconciler-type=lease",
+                        "--kubelet-preferred-address-types=InternalIP",
+                    ]
+                    if self.for_pods
+                    else [
+                        "--disable-admission-plugins=ServiceAccount",
+                        "--enable-admission-plugins=PodSecurity,NamespaceLifecycle",
+                        "--endpoint-reconciler-type=none",
+                    ]
+                ),
                 "--allow-privileged=true",
                 f"--cert-dir={self.workdir / 'apiserver-certs'}",
                 "--v=1",
@@ -176,7 +222,7 @@ class ControlPlane:
             [
                 str(binary("kube-controller-manager")),
                 f"--kubeconfig={self._access.kubeconfig}",
-                "--controllers=garbage-collector-controller,namespace-controller",
+                f"--controllers={','.join(POD_CONTROLLERS if self.for_pods else CONTROLLERS)}",
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={port}",

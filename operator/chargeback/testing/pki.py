@@ -73,7 +73,7 @@ def make_ca(directory: Path, name: str = "chargeback-test-ca") -> CertPair:
 def make_serving_cert(
     ca: CertPair, directory: Path, name: str, hosts: list[str] | None = None
 ) -> CertPair:
-    """Issue a TLS serving certificate for loopback (and ``hosts``) signed by ``ca``."""
+    """Issue a TLS serving certificate for loopback (and ``hosts``: names or IPs) by ``ca``."""
     ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
     ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), password=None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
@@ -83,7 +83,11 @@ def make_serving_cert(
         x509.DNSName("localhost"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
     ]
-    names += [x509.DNSName(h) for h in hosts or []]
+    for host in hosts or []:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()

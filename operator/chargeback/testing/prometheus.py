@@ -79,12 +79,14 @@ class PrometheusServer:
         rule_files: list[Path] | None = None,
         alertmanager: str | None = None,
         extra_args: Sequence[str] = (),
+        host: str = "127.0.0.1",
     ) -> None:
         """``program``: "prometheus" (Debian's 2.x) or "prometheus3" (built by make tools).
 
         ``scrape_token``: the bearer token to scrape ``scrape_targets`` with;
         ``rule_files``: rules to evaluate every second; ``alertmanager``: its URL, for alerts;
-        ``extra_args``: more command-line flags (limits, for instance).
+        ``extra_args``: more command-line flags (limits, for instance); ``host``: the address
+        to listen on (the test node's pods reach the host on its own address).
         """
         self._owns_dir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="chargeback-prom-"))
@@ -92,7 +94,7 @@ class PrometheusServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.retention = retention
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         if openmetrics is not None:
             backfill(openmetrics, self.tsdb)
         token_file = None
@@ -109,7 +111,7 @@ class PrometheusServer:
                 f"--config.file={self.workdir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.tsdb}",
                 f"--storage.tsdb.retention.time={retention}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--web.listen-address={host}:{self.port}",
                 "--log.level=warn",
                 *extra_args,
             ],

@@ -18,6 +18,14 @@ def bin_dir() -> Path:
     return Path(override) if override else CACHE_ROOT / "bin" / "current"
 
 
+def image_archive(name: str) -> Path:
+    """An image archive built by ``make tools`` (the test node's pause image)."""
+    path = CACHE_ROOT / "images" / f"{name}.tar"
+    if not path.is_file():
+        raise ComponentError(f"{path} not found; run `make tools`")
+    return path
+
+
 def binary(name: str) -> Path:
     """Locate a tool by name, in the build cache first, then Debian's locations and PATH."""
     candidates = [bin_dir() / name]

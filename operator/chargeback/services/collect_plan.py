@@ -1,0 +1,166 @@
+"""The planner of one collect call, run by the collection loop (``services/watermark.py``).
+
+A step per bucket; while catching up, the steps of a chunk of buckets accounted from range
+queries (the next chunk's queries sent ahead); over a stretch without data, one jump.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future
+from typing import TYPE_CHECKING
+
+from chargeback.adapters.ledger import Step
+from chargeback.adapters.prometheus import QueryTooLarge
+from chargeback.domain.counters import State
+from chargeback.domain.series import Dimensions, SeriesKey, aggregate
+from chargeback.domain.usage import Gap, UsageRow
+from chargeback.services.accounting import Accounting, Answers, Target, Usage
+
+if TYPE_CHECKING:
+    from chargeback.services.collect import Collector
+
+log = logging.getLogger(__name__)
+
+NO_DATA_GAP = (
+    "Prometheus holds no data of this source for this range "
+    "(before its data begins, or beyond its retention)"
+)
+
+
+class CollectionRun:
+    """One collect call's plan: a step per bucket, or one jump over a stretch without data."""
+
+    def __init__(
+        self,
+        collector: Collector,
+        target: Target,
+        accounting: Accounting,
+        states: dict[SeriesKey, State],
+        *,
+        observing: bool,
+        drop_states: bool,
+    ) -> None:
+        self.collector = collector
+        self.target = target
+        self.accounting = accounting
+        self.states = states
+        self.observing = observing
+        self.drop_states = drop_states
+        self._series: dict[int, Usage] = {}
+        """Per end of a planned step: each series' usage and new value, kept when applied."""
+        # Classic accounting holds every series; anchored holds usage groups, unknown until the
+        # first chunk (two buckets) shows them.
+        settings = collector.settings
+        wide = max(1, len(states)) if accounting.keeps_state else settings.catchup_points // 4
+        self._ahead: tuple[tuple[int, int], list[Future[dict[int, dict[SeriesKey, int]]]]] | None
+        self._ahead = None
+        """The next chunk's (start, buckets) and its queries, sent before it is planned."""
+        self._dims: dict[SeriesKey, Dimensions] = {}
+        """Each series' usage dimensions, worked out once per run."""
+        self._ceiling = settings.catchup_buckets
+        """Fewer buckets than Prometheus refused to answer in one query."""
+        self._chunk = max(1, min(self._ceiling, settings.catchup_points // (2 * wide)))
+
+    def plan(self, a: int, end: int) -> list[Step]:
+        """The next step from ``a``, or the steps of a catch-up chunk."""
+        source_id = self.target.record.id
+        b = a if self.observing else self.collector.empty_until(self.target, a, end)
+        if b > a:
+            # Where Prometheus holds nothing yet, jump over the empty stretch in one step.
+            gap = Gap(a, b, NO_DATA_GAP)
+            return [Step(source_id, a, b, [], {}, self.drop_states, False, gap)]
+        bucket = self.collector.settings.bucket_ms
+        n = min(self._chunk, (end - a) // bucket) if self.observing else 1
+        while n > 1:
+            try:
+                return self._chunk_steps(a, n, end)
+            except QueryTooLarge:
+                n = self._chunk = self._ceiling = n // 2
+                log.info("Catch-up chunk too large for Prometheus: at most %d buckets per query", n)
+        return [self._step(a, a + bucket, self._account(a, a + bucket))]
+
+    def applied(self, step: Step) -> None:
+        """Keep the new value of every series seen in the step."""
+        series = self._series.pop(step.to_ms, {})
+        self.states.update({k: (value, step.to_ms) for k, (_, value) in series.items()})
+        self.observing, self.drop_states = step.observing, False
+
+    def _chunk_steps(self, a: int, n: int, end: int) -> list[Step]:
+        """The steps of ``n`` buckets from ``a``, accounted from range queries.
+
+        The next chunk's queries are sent before this one is accounted and written, so
+        Prometheus answers them meanwhile.
+        """
+        bucket, settings = self.collector.settings.bucket_ms, self.collector.settings
+        answers = self._answers(a, n)
+        widest = max(1, *(len(vector) for answer in answers for vector in answer.values()))
+        self._chunk = max(1, min(self._ceiling, settings.catchup_points // (2 * widest)))
+        following = min(self._chunk, (end - a) // bucket - n)
+        if following > 1:
+            self._ahead = (a + n * bucket, following), self._send(a + n * bucket, following)
+        usages = self.accounting.account_buckets(self.target, a, self.states, answers)
+        states = dict(self.states) if self.accounting.keeps_state else self.states
+        steps = []
+        for i, per_series in enumerate(usages):
+            lo = a + i * bucket
+            steps.append(self._step(lo, lo + bucket, (per_series, None), states))
+            if self.accounting.keeps_state:
+                states.update({k: (value, lo + bucket) for k, (_, value) in per_series.items()})
+        return steps
+
+    def _answers(self, a: int, n: int) -> Answers:
+        """The range answers for ``n`` buckets from ``a``: those sent ahead, else sent now."""
+        ahead, self._ahead = self._ahead, None
+        futures = ahead[1] if ahead is not None and ahead[0] == (a, n) else self._send(a, n)
+        return [future.result() for future in futures]
+
+    def _send(self, a: int, n: int) -> list[Future[dict[int, dict[SeriesKey, int]]]]:
+        """Send the range queries over ``n`` buckets from ``a``."""
+        queries, lookback = self.accounting.range_queries(self.target)
+        bucket = self.collector.settings.bucket_ms
+        span = (a + bucket, a + n * bucket, bucket)
+        return self.collector.prometheus.vectors_over_later(queries, span, lookback)
+
+    def _account(self, a: int, b: int) -> tuple[Usage, int | None]:
+        """Usage over (a, b]; while not observing, also when its first data came (or None)."""
+        if self.observing:
+            return self.accounting.account(self.target, a, b, self.states), None
+        return self.collector.first_data(self.target, a, b)
+
+    def _step(
+        self,
+        a: int,
+        b: int,
+        accounted: tuple[Usage, int | None],
+        states: dict[SeriesKey, State] | None = None,
+    ) -> Step:
+        """The step over (a, b]; remembers each series' usage and new value for :meth:`applied`.
+
+        ``states``: the state of every series at ``a`` (the collector's, unless given).
+        """
+        per_series, first_ms = accounted
+        gap, observing = None, self.observing
+        if not observing:
+            gap = Gap(a, b if first_ms is None else first_ms, NO_DATA_GAP)
+            observing = first_ms is not None
+        totals = aggregate(
+            ((k, used) for k, (used, _) in per_series.items()), self.target.source, self._dims
+        )
+        rows = [
+            UsageRow(a, user, tier, model, extra, tokens, token_type)
+            for (user, tier, model, extra, token_type), tokens in sorted(totals.items())
+        ]
+        # Series seen in the previous window but not in this one left Prometheus' view: persist
+        # their state, since it can no longer be read back at the watermark. (Anchored
+        # accounting keeps no per-series state: Prometheus holds each series' last value.)
+        stateless = observing and not self.accounting.keeps_state
+        before = self.states if states is None else states
+        left = (
+            {}
+            if stateless
+            else {k: st for k, st in before.items() if st[1] == a and k not in per_series}
+        )
+        self._series[b] = {} if stateless else per_series
+        return Step(source_id=self.target.record.id, from_ms=a, to_ms=b, usage=rows, states=left,
+                    drop_states=self.drop_states, observing=observing, gap=gap)  # fmt: skip
