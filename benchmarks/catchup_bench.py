@@ -130,9 +130,13 @@ def run(series: int = 100_000, days: int = 2, rounds: int = 2) -> dict[str, Any]
     return measured
 
 
+def _size(measured: dict[str, Any]) -> str:
+    return f"{measured['days']} days at {measured['series'] // 1000}k series"
+
+
 def record(measured: dict[str, Any]) -> None:
     """Write the figures to results.json and the section of docs/benchmarks.md."""
-    size = f"{measured['days']} days at {measured['series'] // 1000}k series"
+    size = _size(measured)
     entries = []
     for version, target in (("3.16", 2.0), ("2.42", None)):
         m = measured[version]
@@ -143,12 +147,18 @@ def record(measured: dict[str, Any]) -> None:
                           m["rss_mib"], "MiB", None, 400),
         ]  # fmt: skip
     results.record(entries)
+    results.write_section(section(measured), MARKERS)
+
+
+def section(measured: dict[str, Any]) -> str:
+    """The section of docs/benchmarks.md, between its markers."""
+    size = _size(measured)
     rows = "\n".join(
         f"| {v} | {m['ours_s']:.1f} s | {m['naive_s']:.1f} s | **{m['ratio']:.2f}x** | "
         f"{m['rss_mib']:.0f} MiB | {m['per_bucket_s']:.1f} s ({m['per_bucket_rss_mib']:.0f} MiB) |"
         for v, m in ((v, measured[v]) for v in ("3.16", "2.42"))
     )
-    block = f"""{MARKERS[0]}
+    return f"""{MARKERS[0]}
 ## Catch-up: {size}
 
 A new source with its whole history to collect: {measured["series"]:,} series (5-minute
@@ -167,7 +177,6 @@ Every run counted the same {measured["2.42"]["tokens"]:,} tokens. Measured by
 Targets (scale issue): catch-up <= 2x the naive range query on 3.16 (the 2.42 ratio reported),
 peak RSS <= 400 MiB.
 {MARKERS[1]}"""
-    results.write_section(block, MARKERS)
 
 
 def main() -> None:
