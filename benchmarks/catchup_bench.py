@@ -175,7 +175,7 @@ Every run counted the same {measured["2.42"]["tokens"]:,} tokens. Measured by
 {rows}
 
 Targets (scale issue): catch-up <= 2x the naive range query on 3.16 (the 2.42 ratio reported),
-peak RSS <= 400 MiB.
+peak RSS <= 400 MiB. Where the time goes: docs/scaling.md, "Catching up".
 {MARKERS[1]}"""
 
 
