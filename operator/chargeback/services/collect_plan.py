@@ -29,7 +29,11 @@ NO_DATA_GAP = (
 
 
 class CollectionRun:
-    """One collect call's plan: a step per bucket, or one jump over a stretch without data."""
+    """One collect call's plan: a step per bucket, or a chunk's steps, or a jump over no data.
+
+    A chunk's steps come from range queries while catching up; a jump spans a stretch where
+    Prometheus holds nothing.
+    """
 
     def __init__(
         self,
