@@ -86,8 +86,11 @@ class Accounting(Protocol):
 
     def account_buckets(
         self, target: Target, a: int, states: dict[SeriesKey, State], answers: Answers
-    ) -> list[Usage]:
-        """Usage of each bucket after ``a`` the answers cover, as :meth:`account` gives it."""
+    ) -> Iterator[Usage]:
+        """Usage of each bucket after ``a`` the answers cover, in turn, as :meth:`account` gives it.
+
+        Against ``states``, which the caller brings up to each bucket's start in between.
+        """
         ...
 
 
@@ -190,26 +193,17 @@ class ClassicAccounting(_Windows):
 
     def account_buckets(
         self, target: Target, a: int, states: dict[SeriesKey, State], answers: Answers
-    ) -> list[Usage]:
-        """Each bucket accounted as :meth:`account_window` does, from the range answers.
-
-        Against the state the buckets before it left (chained on a copy; the caller's states
-        are not changed).
-        """
+    ) -> Iterator[Usage]:
+        """Each bucket accounted as :meth:`account_window` does, from the range answers."""
         lasts, flags = answers
-        working = dict(states)
-        usages: list[Usage] = []
         for lo in range(a, a + len(lasts) * self.bucket_ms, self.bucket_ms):
             hi = lo + self.bucket_ms
             last, flagged = lasts.pop(hi), flags.pop(hi)
-            resolved = (
-                self._resolve(target, lo, hi, last=last, flagged=flagged, states=working)
+            yield (
+                self._resolve(target, lo, hi, last=last, flagged=flagged, states=states)
                 if last
                 else {}
             )
-            working.update({k: (value, hi) for k, (_, value) in resolved.items()})
-            usages.append(resolved)
-        return usages
 
     def _resolve(
         self,
@@ -284,18 +278,16 @@ class AnchoredAccounting(_Windows):
 
     def account_buckets(
         self, target: Target, a: int, states: dict[SeriesKey, State], answers: Answers
-    ) -> list[Usage]:
+    ) -> Iterator[Usage]:
         """Prometheus' sums per bucket, with the series it cannot anchor recounted exactly."""
         by_dims, doubtful = answers
-        usages: list[Usage] = []
         for lo in range(a, a + len(by_dims) * self.bucket_ms, self.bucket_ms):
             hi = lo + self.bucket_ms
             usage = by_dims.pop(hi)
             keys = set(doubtful.pop(hi))
             if keys:
                 self._recount(target, lo, hi, keys, states=states, usage=usage)
-            usages.append({key: (used, 0) for key, used in usage.items()})
-        return usages
+            yield {key: (used, 0) for key, used in usage.items()}
 
     def _recount(
         self,

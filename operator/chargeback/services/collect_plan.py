@@ -103,8 +103,10 @@ class CollectionRun:
         following = min(self._chunk, (end - a) // bucket - n)
         if following > 1:
             self._ahead = (a + n * bucket, following), self._send(a + n * bucket, following)
-        usages = self.accounting.account_buckets(self.target, a, self.states, answers)
+        # One copy of the states, brought up to each bucket's start: the accounting reads it
+        # (classic), the step persists the series that left from it.
         states = dict(self.states) if self.accounting.keeps_state else self.states
+        usages = self.accounting.account_buckets(self.target, a, states, answers)
         steps = []
         for i, per_series in enumerate(usages):
             lo = a + i * bucket
