@@ -41,9 +41,9 @@ class CountingClient(PrometheusClient):
         with self._lock:
             self.sent[kind] += 1
 
-    def vectors_over(self, *args: Any, **kwargs: Any) -> Any:
+    def _range_body(self, *args: Any, **kwargs: Any) -> Any:
         self._count("range")
-        return super().vectors_over(*args, **kwargs)
+        return super()._range_body(*args, **kwargs)
 
     def vector(self, *args: Any, **kwargs: Any) -> Any:
         self._count("instant")

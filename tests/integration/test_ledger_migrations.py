@@ -76,7 +76,7 @@ def test_version_4_usage_is_of_type_total(
     engine.dispose()
     ledger = Ledger(dsn)
     try:
-        assert ledger.migrate() == 5
+        assert ledger.migrate() == len(MIGRATIONS)
         rows = ledger.usage("tok1")
         assert [(r.user, r.tokens, r.token_type, r.extra) for r in rows] == [
             ("alice", 42, "total", ()),
@@ -104,7 +104,7 @@ def test_version_3_ledger_gets_source_kinds(
     _ledger_at_version_3(dsn)
     ledger = Ledger(dsn)
     try:
-        assert ledger.migrate() == len(MIGRATIONS) == 5
+        assert ledger.migrate() == len(MIGRATIONS) == 6
         gpu, tokens = ledger.source("gpu1"), ledger.source("tok1")
         assert gpu is not None
         assert tokens is not None
@@ -122,3 +122,62 @@ def test_version_3_ledger_gets_source_kinds(
         assert [s.id for s in again.list_sources()] == ["gpu1", "gpu2", "tok1"]
     finally:
         again.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_version_5_usage_is_keyed_by_its_identity(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    dsn = _dsn(backend, tmp_path, request)
+    engine = sa.create_engine(dsn)
+    with engine.begin() as conn:
+        schema_version.create(conn)
+        conn.execute(schema_version.insert().values(version=5))
+        for number in (1, 2):
+            MIGRATIONS[number](conn)
+        old = sa.MetaData()
+        for table in ("sources", "series_state", "gaps"):
+            sources.metadata.tables[table].to_metadata(old).create(conn)
+        conn.exec_driver_sql(  # the usage table of version 5: a rowid, a constraint, an index
+            "CREATE TABLE usage (source_id VARCHAR(32) NOT NULL, bucket_start_ms BIGINT NOT NULL, "
+            '"user" VARCHAR(256) NOT NULL, tier VARCHAR(256) NOT NULL, '
+            "model VARCHAR(256) NOT NULL, extra TEXT NOT NULL, tokens BIGINT NOT NULL, "
+            "token_type VARCHAR(16) DEFAULT 'total' NOT NULL, "
+            'UNIQUE (source_id, bucket_start_ms, "user", tier, model, extra, token_type))'
+        )
+        conn.exec_driver_sql("CREATE INDEX usage_by_time ON usage (source_id, bucket_start_ms)")
+        conn.exec_driver_sql(
+            "INSERT INTO usage VALUES ('tok1', 0, 'alice', 'free', 'granite', '{}', 42, 'input'), "
+            "('tok1', 0, 'alice', 'free', 'granite', '{}', 9, 'output'), "
+            "('tok1', 3600000, 'bob', 'premium', 'granite', '{\"cost_center\":\"cc1\"}', 7, "
+            "'total')"
+        )
+    engine.dispose()
+    ledger = Ledger(dsn)
+    try:
+        assert ledger.migrate() == len(MIGRATIONS)
+        assert [(r.bucket_start_ms, r.user, r.tokens, r.token_type, r.extra)
+                for r in ledger.usage("tok1")] == [
+            (0, "alice", 42, "input", ()),
+            (0, "alice", 9, "output", ()),
+            (3_600_000, "bob", 7, "total", (("cost_center", "cc1"),)),
+        ]  # fmt: skip
+        inspector = sa.inspect(ledger.engine)
+        key = inspector.get_pk_constraint("usage")["constrained_columns"]
+        assert key == ["source_id", "bucket_start_ms", "user", "tier", "model", "extra",
+                       "token_type"]  # fmt: skip
+        assert inspector.get_indexes("usage") == []
+        assert "usage_before_key" not in inspector.get_table_names()
+        if backend == "sqlite":
+            with ledger.engine.connect() as conn:
+                ddl = conn.exec_driver_sql(
+                    "SELECT sql FROM sqlite_master WHERE name = 'usage'"
+                ).scalar_one()
+            assert "WITHOUT ROWID" in ddl
+        # The identity still refuses a second row: a step is never counted twice.
+        again = [UsageRow(0, "alice", "free", "granite", (), 1, "input")]
+        with pytest.raises(sa.exc.IntegrityError), ledger.engine.begin() as conn:
+            ledger._insert_usage(conn, "tok1", again)
+        assert sum(r.tokens for r in ledger.usage("tok1")) == 58
+    finally:
+        ledger.close()

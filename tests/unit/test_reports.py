@@ -70,6 +70,7 @@ usage_rows = st.lists(
         model=st.sampled_from(MODELS),
         extra=st.sampled_from([(), (("cost_center", "cc1"),), (("cost_center", ""),)]),
         tokens=st.integers(0, 200_000),
+        token_type=st.just("total"),
     ),
     max_size=60,
 )

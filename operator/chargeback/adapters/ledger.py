@@ -254,23 +254,25 @@ class Ledger(UsageReads):
                 ])  # fmt: skip
 
     def _insert_usage(self, conn: Connection, source_id: str, rows: list[UsageRow]) -> None:
-        # A plain DB-API executemany: tens of thousands of rows per step, no per-row processing.
+        # A plain DB-API executemany: tens of thousands of rows per step, no per-row processing
+        # beyond fitting a label value that is too long (rare; checked inline, not called).
         mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         columns = 'source_id, bucket_start_ms, "user", tier, model, extra, tokens, token_type'
+        limit = LABEL_CHARS
         conn.exec_driver_sql(
             f"INSERT INTO usage ({columns}) VALUES ({', '.join([mark] * 8)})",  # noqa: S608
             [
                 (
                     source_id,
-                    r.bucket_start_ms,
-                    _label(r.user),
-                    _label(r.tier),
-                    _label(r.model),
-                    _extra_text(r.extra),
-                    r.tokens,
-                    r.token_type,
+                    start,
+                    user if len(user) <= limit else fit(user, limit),
+                    tier if len(tier) <= limit else fit(tier, limit),
+                    model if len(model) <= limit else fit(model, limit),
+                    _extra_text(extra),
+                    tokens,
+                    token_type,
                 )
-                for r in rows
+                for start, user, tier, model, extra, tokens, token_type in rows
             ],
         )
 

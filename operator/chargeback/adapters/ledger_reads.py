@@ -1,7 +1,8 @@
 """The ledger's usage reads: rows per bucket, sums per price segment, served hours, days.
 
-Sums are taken in SQL (``GROUP BY`` on the ``usage_by_time`` index), so a report over a large
-ledger moves the summed rows to Python, not every bucket's.
+Sums are taken in SQL (``GROUP BY`` over a search of the usage table's key, which leads with
+source and bucket), so a report over a large ledger moves the summed rows to Python, not every
+bucket's.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def segment_sums(source_ids: Sequence[str], start_ms: int, end_ms: int) -> sa.Se
     """Tokens of [start, end) summed per user, tier, model, extra labels and token type.
 
     The query of :meth:`UsageReads.usage_by_segment` for one segment (its plan is checked in
-    tests: a search of the ``usage_by_time`` index).
+    tests: a search of the usage table's key).
     """
     keys = [usage.c.user, usage.c.tier, usage.c.model, usage.c.extra, usage.c.token_type]
     return (

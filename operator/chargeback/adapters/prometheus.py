@@ -7,9 +7,10 @@ query from an unreachable server, a rejected credential, or a query too large to
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from urllib3.util.retry import Retry
 
 from chargeback.domain.counters import Sample
 from chargeback.domain.selectors import quote
-from chargeback.domain.series import SeriesKey, series_key
+from chargeback.domain.series import SeriesKey, series_key_of
 
 
 class PrometheusError(RuntimeError):
@@ -68,18 +69,39 @@ def _result(body: bytes, promql: str) -> list[tuple[SeriesKey, Any]]:
     if decoded.get("status") != "success":
         raise PrometheusQueryError(f"Prometheus answered {decoded.get('error')!r} to {promql!r}")
     return [
-        (series_key(item["metric"].items()), item["value"] if "value" in item else item["values"])
+        (series_key_of(item["metric"]), item["value"] if "value" in item else item["values"])
         for item in decoded["data"]["result"]
     ]
 
 
 def _as_int(text: str, query: str) -> int:
-    value = float(text)
-    if not math.isfinite(value) or value != int(value) or value < 0:
+    try:
+        # Prometheus writes whole numbers without fraction or exponent: parsed directly.
+        whole = int(text)
+    except ValueError:
+        value = float(text)
+        whole = int(value) if math.isfinite(value) and value == int(value) else -1
+    if whole < 0:
         raise PrometheusQueryError(
             f"counter value {text!r} from {query!r} is not a non-negative whole number of tokens"
         )
-    return int(value)
+    return whole
+
+
+def _by_time(
+    body: bytes, promql: str, span: tuple[int, int, int]
+) -> dict[int, dict[SeriesKey, int]]:
+    """A range query's answer as one vector per evaluation time of ``span`` (every one present)."""
+    start_ms, end_ms, step_ms = span
+    by_time: dict[int, dict[SeriesKey, int]] = {t: {} for t in range(start_ms, end_ms + 1, step_ms)}
+    ms: dict[float, int] = {}
+    for key, values in _result(body, promql):
+        for t, v in values:
+            at = ms.get(t)
+            if at is None:
+                at = ms[t] = round(float(t) * 1000)
+            by_time[at][key] = _as_int(v, promql)
+    return by_time
 
 
 class PrometheusClient:
@@ -295,17 +317,9 @@ class PrometheusClient:
         The same as :meth:`vector` at ``start_ms``, ``start_ms + step_ms``, ... ``end_ms`` in one
         request: each series' labels cross the wire once, not once per time.
         """
-
-        def decoded() -> dict[int, dict[SeriesKey, int]]:
-            times = range(start_ms, end_ms + 1, step_ms)
-            by_time: dict[int, dict[SeriesKey, int]] = {t: {} for t in times}
-            body = self._range_body(promql, start_ms, end_ms, step_ms, lookback_ms)
-            for key, values in _result(body, promql):
-                for t, v in values:
-                    by_time[round(float(t) * 1000)][key] = _as_int(v, promql)
-            return by_time
-
-        result: dict[int, dict[SeriesKey, int]] = self._call(promql, decoded)
+        span = (start_ms, end_ms, step_ms)
+        body = self._call(promql, self._range_body, promql, *span, lookback_ms)
+        result: dict[int, dict[SeriesKey, int]] = self._call(promql, _by_time, body, promql, span)
         return result
 
     def vectors_over_later(
@@ -313,9 +327,29 @@ class PrometheusClient:
         queries: Sequence[str],
         span: tuple[int, int, int],
         lookback_ms: int | None = None,
-    ) -> list[Future[dict[int, dict[SeriesKey, int]]]]:
-        """Several range queries over ``span`` (start, end, step), sent now, answered later."""
-        return [self._pool.submit(self.vectors_over, q, *span, lookback_ms) for q in queries]
+    ) -> list[Callable[[], dict[int, dict[SeriesKey, int]]]]:
+        """Several range queries over ``span`` (start, end, step), sent now, answered when called.
+
+        Only the HTTP exchange runs on a query thread. The answer is decoded on the caller's
+        thread when called for: decoding holds the GIL, which the caller (writing the previous
+        chunk to the ledger meanwhile) would otherwise keep waiting for.
+        """
+        bodies = [
+            self._pool.submit(self._call, q, self._range_body, q, *span, lookback_ms)
+            for q in queries
+        ]
+        return [
+            functools.partial(self._decode_later, body, q, span)
+            for body, q in zip(bodies, queries, strict=True)
+        ]
+
+    def _decode_later(
+        self, body: Future[bytes], promql: str, span: tuple[int, int, int]
+    ) -> dict[int, dict[SeriesKey, int]]:
+        result: dict[int, dict[SeriesKey, int]] = self._call(
+            promql, _by_time, body.result(), promql, span
+        )
+        return result
 
     def series_names(self, names: Sequence[str], start_ms: int, end_ms: int) -> set[str]:
         """Which of the metric ``names`` have any series between ``start_ms`` and ``end_ms``."""

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from chargeback.api.source import TokenType
 
 
-@dataclass(frozen=True)
-class UsageRow:
-    """Tokens of one bucket (bucket_start_ms, bucket_start_ms + size] and one set of dimensions."""
+class UsageRow(NamedTuple):
+    """Tokens of one bucket (bucket_start_ms, bucket_start_ms + size] and one set of dimensions.
+
+    A named tuple: catching up builds and writes millions of them.
+    """
 
     bucket_start_ms: int
     user: str

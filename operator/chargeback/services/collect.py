@@ -59,9 +59,10 @@ class CollectorSettings:
     """Use anchored ``increase()`` (Prometheus 3.7+); None: whenever Prometheus has it."""
     catchup_buckets: int = 24
     """Most closed buckets accounted from one pair of range queries (1: a query per bucket)."""
-    catchup_points: int = 300_000
-    """Most values (series or usage groups x buckets) held at once while catching up: the
-    chunk being accounted and the next one, whose queries are sent ahead, half each."""
+    catchup_points: int = 600_000
+    """Most values (series or usage groups x buckets) held decoded at once while catching up:
+    the chunk being accounted. The next chunk's answers, sent for ahead, wait undecoded (their
+    raw bodies, about a fifth of the memory)."""
 
 
 @dataclass
@@ -225,7 +226,9 @@ class Collector:
         log.info("Bootstrapped source %s (%s) with %d series", record.id, metric, count)
         stored = self.ledger.bootstrap(record, quiet)
         if stored.watermark_ms == w0:
-            self._cache[record.id] = (w0, {**quiet, **{k: (v, w0) for k, v in recent.items()}})
+            # Anchored accounting reads no state of active series (Prometheus anchors them).
+            active = recent if self.accounting().keeps_state else {}
+            self._cache[record.id] = (w0, {**quiet, **{k: (v, w0) for k, v in active.items()}})
         return stored
 
     def _resume(
