@@ -47,6 +47,17 @@ def _usage_before_token_types(conn: sa.Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX usage_by_time ON usage (source_id, bucket_start_ms)")
 
 
+def _tables_but_usage(conn: sa.Connection, version: int) -> None:
+    """A ledger at ``version`` (4 or later) as far as every table but usage goes."""
+    schema_version.create(conn)
+    conn.execute(schema_version.insert().values(version=version))
+    for number in (1, 2):
+        MIGRATIONS[number](conn)
+    old = sa.MetaData()
+    for table in ("sources", "series_state", "gaps"):
+        sources.metadata.tables[table].to_metadata(old).create(conn)
+
+
 def _dsn(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'old.db'}"
@@ -61,13 +72,7 @@ def test_version_4_usage_is_of_type_total(
     dsn = _dsn(backend, tmp_path, request)
     engine = sa.create_engine(dsn)
     with engine.begin() as conn:
-        schema_version.create(conn)
-        conn.execute(schema_version.insert().values(version=4))
-        for number in (1, 2):
-            MIGRATIONS[number](conn)
-        old = sa.MetaData()
-        for table in ("sources", "series_state", "gaps"):
-            sources.metadata.tables[table].to_metadata(old).create(conn)
+        _tables_but_usage(conn, version=4)
         _usage_before_token_types(conn)
         conn.exec_driver_sql(
             "INSERT INTO usage VALUES ('tok1', 0, 'alice', 'free', 'granite', '{}', 42), "
@@ -131,13 +136,7 @@ def test_version_5_usage_is_keyed_by_its_identity(
     dsn = _dsn(backend, tmp_path, request)
     engine = sa.create_engine(dsn)
     with engine.begin() as conn:
-        schema_version.create(conn)
-        conn.execute(schema_version.insert().values(version=5))
-        for number in (1, 2):
-            MIGRATIONS[number](conn)
-        old = sa.MetaData()
-        for table in ("sources", "series_state", "gaps"):
-            sources.metadata.tables[table].to_metadata(old).create(conn)
+        _tables_but_usage(conn, version=5)
         conn.exec_driver_sql(  # the usage table of version 5: a rowid, a constraint, an index
             "CREATE TABLE usage (source_id VARCHAR(32) NOT NULL, bucket_start_ms BIGINT NOT NULL, "
             '"user" VARCHAR(256) NOT NULL, tier VARCHAR(256) NOT NULL, '
@@ -167,7 +166,7 @@ def test_version_5_usage_is_keyed_by_its_identity(
         assert key == ["source_id", "bucket_start_ms", "user", "tier", "model", "extra",
                        "token_type"]  # fmt: skip
         assert inspector.get_indexes("usage") == []
-        assert "usage_before_key" not in inspector.get_table_names()
+        assert "usage_before" not in inspector.get_table_names()
         if backend == "sqlite":
             with ledger.engine.connect() as conn:
                 ddl = conn.exec_driver_sql(

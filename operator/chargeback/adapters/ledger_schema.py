@@ -141,28 +141,29 @@ def _migration_5(conn: Connection) -> None:
     if "token_type" in {c["name"] for c in sa.inspect(conn).get_columns("usage")}:
         return
     conn.execute(sa.text("DROP INDEX usage_by_time"))
-    conn.execute(sa.text("ALTER TABLE usage RENAME TO usage_before_token_types"))
-    usage.create(conn)
     columns = 'source_id, bucket_start_ms, "user", tier, model, extra, tokens'
-    conn.execute(sa.text(f"INSERT INTO usage ({columns}, token_type) "  # noqa: S608
-                         f"SELECT {columns}, 'total' FROM usage_before_token_types"))  # fmt: skip
-    conn.execute(sa.text("DROP TABLE usage_before_token_types"))
+    _rebuild_usage(conn, f"{columns}, token_type", f"{columns}, 'total'")
 
 
 def _migration_6(conn: Connection) -> None:
     # usage keyed by its identity instead of a unique constraint beside a rowid and an index on
     # (source_id, bucket_start_ms) that the constraint's prefix already served: one B-tree to
     # write per row on SQLite instead of three. The table is rebuilt on both engines, the rows
-    # copied unchanged. (A ledger created at this version is keyed already.)
+    # copied unchanged; the old index and constraint go with the old table. (A ledger created
+    # at this version is keyed already.)
     if sa.inspect(conn).get_pk_constraint("usage")["constrained_columns"]:
         return
-    # The old table keeps its index (usage_by_time) and constraint until it is dropped.
-    conn.execute(sa.text("ALTER TABLE usage RENAME TO usage_before_key"))
-    usage.create(conn)
     columns = 'source_id, bucket_start_ms, "user", tier, model, extra, tokens, token_type'
+    _rebuild_usage(conn, columns, columns)
+
+
+def _rebuild_usage(conn: Connection, columns: str, selected: str) -> None:
+    """The usage table created anew as the schema has it, with the old rows copied into it."""
+    conn.execute(sa.text("ALTER TABLE usage RENAME TO usage_before"))
+    usage.create(conn)
     conn.execute(sa.text(f"INSERT INTO usage ({columns}) "  # noqa: S608
-                         f"SELECT {columns} FROM usage_before_key"))  # fmt: skip
-    conn.execute(sa.text("DROP TABLE usage_before_key"))
+                         f"SELECT {selected} FROM usage_before"))  # fmt: skip
+    conn.execute(sa.text("DROP TABLE usage_before"))
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [
