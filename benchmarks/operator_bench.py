@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,11 @@ def _versions(api: client.ApiClient, namespace: str) -> dict[str, str]:
     return {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in items}
 
 
-def _api_requests(access: ClusterAccess) -> int:
-    """Requests the API server has served on resources (its ``apiserver_request_total``)."""
+def _api_requests(access: ClusterAccess) -> Counter[str]:
+    """Requests the API server has served on resources, per verb and resource.
+
+    From its ``apiserver_request_total`` (e.g. ``"GET usagereports"``).
+    """
     response = requests.get(
         f"{access.server}/metrics",
         headers={"Authorization": f"Bearer {access.admin_token}"},
@@ -84,11 +88,16 @@ def _api_requests(access: ClusterAccess) -> int:
         timeout=30,
     )
     response.raise_for_status()
-    total = 0
+    served: Counter[str] = Counter()
     for line in response.text.splitlines():
-        if line.startswith("apiserver_request_total{") and not re.search(r'[{,]resource=""', line):
-            total += int(float(line.rsplit(" ", 1)[1]))
-    return total
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+        if labels.get("resource"):
+            served[f"{labels.get('verb', '?')} {labels['resource']}"] += int(
+                float(line.rsplit(" ", 1)[1])
+            )
+    return served
 
 
 def run_operator_scale(reports: int = 1000, sources: int = 100) -> dict[str, Any]:
@@ -149,7 +158,9 @@ def run_operator_scale(reports: int = 1000, sources: int = 100) -> dict[str, Any
             time.sleep(STEADY_S)
             after = _versions(api, "bench")
             # The operator is the only other client; the two lists above are ours.
-            served = _api_requests(access) - requests_before - 2
+            by_kind = _api_requests(access) - requests_before
+            by_kind["LIST usagereports"] -= 2
+            served = sum(by_kind.values())
             written = sum(1 for name, version in after.items() if before.get(name) != version)
             rss = _hwm_mib(operator.pid)
         finally:
@@ -161,6 +172,7 @@ def run_operator_scale(reports: int = 1000, sources: int = 100) -> dict[str, Any
             "operator_peak_rss_mib": rss, "largest_status_bytes": largest,
             "steady_writes_per_report_hour": per_hour, "steady_written": written,
             "steady_requests": served,
+            "steady_requests_by_kind": dict(by_kind.most_common(8)),
             "steady_requests_per_report_hour": requests_per_hour}  # fmt: skip
 
 

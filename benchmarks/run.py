@@ -38,6 +38,10 @@ def _row(scale: dict[str, Any]) -> str:
     )
 
 
+def _kinds(by_kind: dict[str, int]) -> str:
+    return ", ".join(f"{kind} {count:,}" for kind, count in by_kind.items())
+
+
 def main() -> None:
     """Run the benchmarks and write docs/benchmarks.md."""
     series = int(os.environ.get("BENCH_SERIES", "100000"))
@@ -132,6 +136,9 @@ are counted (a refresh that finds the same numbers writes no status).
 | status writes per report per hour at rest | {operator["steady_writes_per_report_hour"]:.2f} |
 | API requests per report per hour at rest | {operator["steady_requests_per_report_hour"]:.2f} |
 | status at 10,000 users, 300 teams, 80 models, 120 final periods | {status_bytes:,} bytes |
+
+API requests in the {operator_bench.STEADY_S} s at rest, by verb and resource (the 8 most):
+{_kinds(operator["steady_requests_by_kind"])}.
 
 {forecast}
 
