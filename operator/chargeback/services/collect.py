@@ -59,7 +59,7 @@ class CollectorSettings:
     """Use anchored ``increase()`` (Prometheus 3.7+); None: whenever Prometheus has it."""
     catchup_buckets: int = 24
     """Most closed buckets accounted from one pair of range queries (1: a query per bucket)."""
-    catchup_points: int = 600_000
+    catchup_points: int = 500_000
     """Most values (series or usage groups x buckets) held decoded at once while catching up:
     the chunk being accounted. The next chunk's answers, sent for ahead, wait undecoded (their
     raw bodies, about a fifth of the memory)."""
