@@ -59,7 +59,7 @@ def main() -> None:
     report_bench.record(reports)
     results.record([
         results.entry("collect one hour, 100k series, Prometheus 2.42", scale["ours_s"], "s",
-                      scale["naive_s"], 2.5),
+                      scale["naive_s"], None),  # the target is for 3.x; 2.42 is reported
         results.entry("collect one hour, 100k series, Prometheus 3.16", scale3["ours_s"], "s",
                       scale3["naive_s"], 2.5),
         results.entry("collector peak RSS, one hour at 100k series, Prometheus 3.16",
