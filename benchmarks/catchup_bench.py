@@ -138,25 +138,25 @@ def measure(
 
 def run(series: int = 100_000, days: int = 2, rounds: int = 2) -> dict[str, Any]:
     """Write the history once, backfill it once, measure it on both Prometheus versions."""
-    workdir = Path(tempfile.mkdtemp(prefix="bench-catchup-"))
-    om = workdir / "series.om"
-    began = time.perf_counter()
-    write_series(om, series, hours=days * 24 + 1)
-    span = (T0 + HOUR_MS, T0 + (days * 24 + 1) * HOUR_MS)
-    measured: dict[str, Any] = {"series": series, "days": days}
-    with PrometheusServer(workdir / "p2", openmetrics=om) as p2:
-        measured["setup_s"] = time.perf_counter() - began
-        om.unlink()
-        measured["2.42"] = measure(p2.url, workdir, span, rounds, _pid(p2))
-    shutil.copytree(
-        workdir / "p2" / "tsdb",
-        workdir / "p3" / "tsdb",
-        ignore=shutil.ignore_patterns("lock", "wal", "chunks_head", "queries.active"),
-    )
-    with PrometheusServer(workdir / "p3", program="prometheus3") as p3:
-        measured["3.16"] = measure(p3.url, workdir, span, rounds, _pid(p3))
-    shutil.rmtree(workdir, ignore_errors=True)
-    return measured
+    with tempfile.TemporaryDirectory(prefix="bench-catchup-") as scratch:
+        workdir = Path(scratch)
+        om = workdir / "series.om"
+        began = time.perf_counter()
+        write_series(om, series, hours=days * 24 + 1)
+        span = (T0 + HOUR_MS, T0 + (days * 24 + 1) * HOUR_MS)
+        measured: dict[str, Any] = {"series": series, "days": days}
+        with PrometheusServer(workdir / "p2", openmetrics=om) as p2:
+            measured["setup_s"] = time.perf_counter() - began
+            om.unlink()
+            measured["2.42"] = measure(p2.url, workdir, span, rounds, _pid(p2))
+        shutil.copytree(
+            workdir / "p2" / "tsdb",
+            workdir / "p3" / "tsdb",
+            ignore=shutil.ignore_patterns("lock", "wal", "chunks_head", "queries.active"),
+        )
+        with PrometheusServer(workdir / "p3", program="prometheus3") as p3:
+            measured["3.16"] = measure(p3.url, workdir, span, rounds, _pid(p3))
+        return measured
 
 
 def _pid(server: PrometheusServer) -> int:

@@ -97,31 +97,32 @@ def run_scale(
     series: int = 100_000, rounds: int = 3, program: str = "prometheus"
 ) -> dict[str, Any]:
     """The 100k-series comparison, on Debian's Prometheus 2 or on Prometheus 3 (anchored)."""
-    workdir = Path(tempfile.mkdtemp(prefix="bench-collect-"))
-    om = workdir / "series.om"
-    began = time.perf_counter()
-    write_series(om, series, hours=2)
-    with PrometheusServer(workdir / "prom", openmetrics=om, program=program) as prom:
-        setup = time.perf_counter() - began
-        client = PrometheusClient(PrometheusSettings(prom.url))
-        start, end = T0 + HOUR_MS, T0 + 2 * HOUR_MS
-        naive_query(client, end)  # warm caches once for both methods
-        ours, naive = [], []
-        for round_ in range(rounds):
-            ours.append(collect_hour(prom.url, f"sqlite:///{workdir}/r{round_}.db", start, end))
-            t = time.perf_counter()
-            naive_query(client, end)
-            naive.append(time.perf_counter() - t)
-        rss_seconds, rss = child_peak_rss(prom.url, workdir, start, end)
-    return {
-        "series": series,
-        "setup_s": setup,
-        "ours_s": statistics.median(ours),
-        "naive_s": statistics.median(naive),
-        "ratio": statistics.median(ours) / statistics.median(naive),
-        "child_s": rss_seconds,
-        "peak_rss_mib": rss,
-    }
+    with tempfile.TemporaryDirectory(prefix="bench-collect-") as scratch:
+        workdir = Path(scratch)
+        om = workdir / "series.om"
+        began = time.perf_counter()
+        write_series(om, series, hours=2)
+        with PrometheusServer(workdir / "prom", openmetrics=om, program=program) as prom:
+            setup = time.perf_counter() - began
+            client = PrometheusClient(PrometheusSettings(prom.url))
+            start, end = T0 + HOUR_MS, T0 + 2 * HOUR_MS
+            naive_query(client, end)  # warm caches once for both methods
+            ours, naive = [], []
+            for round_ in range(rounds):
+                ours.append(collect_hour(prom.url, f"sqlite:///{workdir}/r{round_}.db", start, end))
+                t = time.perf_counter()
+                naive_query(client, end)
+                naive.append(time.perf_counter() - t)
+            rss_seconds, rss = child_peak_rss(prom.url, workdir, start, end)
+        return {
+            "series": series,
+            "setup_s": setup,
+            "ours_s": statistics.median(ours),
+            "naive_s": statistics.median(naive),
+            "ratio": statistics.median(ours) / statistics.median(naive),
+            "child_s": rss_seconds,
+            "peak_rss_mib": rss,
+        }
 
 
 def run_accuracy() -> dict[str, Any]:
@@ -132,29 +133,32 @@ def run_accuracy() -> dict[str, Any]:
         scrape_gaps=((T0 + 10 * HOUR_MS + 600_000, T0 + 11 * HOUR_MS + 300_000),),
     )  # fmt: skip
     sim = simulate(scenario)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-accuracy-"))
-    end = T0 + 24 * HOUR_MS
-    with PrometheusServer(
-        workdir / "prom", openmetrics=sim.write_openmetrics(workdir / "s.om")
-    ) as p:
-        client = PrometheusClient(PrometheusSettings(p.url))
-        ledger = Ledger(f"sqlite:///{workdir}/acc.db")
-        result = Collector(client, ledger).collect(SourceSpec(), T0, end)
-        truth: dict[tuple[str, str, str, int], int] = sim.truth(T0, end)
-        ours: dict[tuple[str, str, str, int], int] = defaultdict(int)
-        for row in ledger.usage(result.source_id):
-            ours[(row.user, row.tier, row.model, row.bucket_start_ms)] += row.tokens
-        naive: dict[tuple[str, str, str, int], float] = defaultdict(float)
-        for hour in range(1, 25):
-            at = T0 + hour * HOUR_MS
-            for item in naive_query(client, at):
-                m = item["metric"]
-                naive[(m["user"], m["tier"], m["model"], at - HOUR_MS)] += float(item["value"][1])
-    keys = set(truth) | set(ours) | set(naive)
-    return {
-        "truth_tokens": sum(truth.values()),
-        "ours_abs_error": sum(abs(ours.get(k, 0) - truth.get(k, 0)) for k in keys),
-        "naive_abs_error": round(sum(abs(naive.get(k, 0) - truth.get(k, 0)) for k in keys)),
-        "naive_total": round(sum(naive.values())),
-        "ours_total": sum(ours.values()),
-    }
+    with tempfile.TemporaryDirectory(prefix="bench-accuracy-") as scratch:
+        workdir = Path(scratch)
+        end = T0 + 24 * HOUR_MS
+        with PrometheusServer(
+            workdir / "prom", openmetrics=sim.write_openmetrics(workdir / "s.om")
+        ) as p:
+            client = PrometheusClient(PrometheusSettings(p.url))
+            ledger = Ledger(f"sqlite:///{workdir}/acc.db")
+            result = Collector(client, ledger).collect(SourceSpec(), T0, end)
+            truth: dict[tuple[str, str, str, int], int] = sim.truth(T0, end)
+            ours: dict[tuple[str, str, str, int], int] = defaultdict(int)
+            for row in ledger.usage(result.source_id):
+                ours[(row.user, row.tier, row.model, row.bucket_start_ms)] += row.tokens
+            naive: dict[tuple[str, str, str, int], float] = defaultdict(float)
+            for hour in range(1, 25):
+                at = T0 + hour * HOUR_MS
+                for item in naive_query(client, at):
+                    m = item["metric"]
+                    naive[(m["user"], m["tier"], m["model"], at - HOUR_MS)] += float(
+                        item["value"][1]
+                    )
+        keys = set(truth) | set(ours) | set(naive)
+        return {
+            "truth_tokens": sum(truth.values()),
+            "ours_abs_error": sum(abs(ours.get(k, 0) - truth.get(k, 0)) for k in keys),
+            "naive_abs_error": round(sum(abs(naive.get(k, 0) - truth.get(k, 0)) for k in keys)),
+            "naive_total": round(sum(naive.values())),
+            "ours_total": sum(ours.values()),
+        }

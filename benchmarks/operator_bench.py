@@ -102,78 +102,83 @@ def _api_requests(access: ClusterAccess) -> Counter[str]:
 
 def run_operator_scale(reports: int = 1000, sources: int = 100) -> dict[str, Any]:
     """Create the reports at once, time convergence, then count status writes at rest."""
-    workdir = Path(tempfile.mkdtemp(prefix="bench-operator-"))
-    now = int(time.time() * 1000)
-    start = (now - 26 * HOUR_MS) // HOUR_MS * HOUR_MS
-    sim = simulate(Scenario(start_ms=start, hours=26, users=100, replicas=2, seed=4))
-    with (
-        ControlPlane() as access,
-        PrometheusServer(
-            workdir / "prom", openmetrics=sim.write_openmetrics(workdir / "t.om")
-        ) as prom,
-    ):
-        api = client_from_kubeconfig(access.kubeconfig)
-        install_crds(api, ROOT / "crds")
-        objects = client.CustomObjectsApi(api)
-        client.CoreV1Api(api).create_namespace({"metadata": {"name": "bench"}})
-        effective = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start / 1000))
-        objects.create_cluster_custom_object(GROUP, VERSION, "tierpricings", {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "TierPricing", "metadata": {"name": "p"},
-            "spec": {"currency": "USD", "effectiveFrom": effective, "tiers": [
-                {"name": t, "price": "0.01"} for t in ("free", "premium", "enterprise")]},
-        })  # fmt: skip
-        env = {**os.environ, "KUBECONFIG": str(access.kubeconfig)}
-        args = [sys.executable, "-m", "chargeback", "run", "--prometheus-url", prom.url,
-                "--token-file", "", "--ca-file", "", "--refresh-seconds", "30",
-                # The platform team's own namespace: its reports see all usage (no UsageScope).
-                "--admin-namespaces", "bench",
-                "--ledger", f"sqlite:///{workdir / 'ledger.db'}",
-                "--metrics-port", str(free_port()),
-                "--liveness-port", str(free_port())]  # fmt: skip
-        with (workdir / "operator.log").open("wb") as log:
-            operator = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            time.sleep(3)
-            began = time.perf_counter()
-            for index in range(reports):
-                objects.create_namespaced_custom_object(GROUP, VERSION, "bench", "usagereports", {
-                    "apiVersion": f"{GROUP}/{VERSION}", "kind": "UsageReport",
-                    "metadata": {"name": f"r{index:03d}"},
-                    "spec": {"pricingRef": {"name": "p"},
-                             "source": {"selector": f'model!="",user!="x{index % sources}"'},
-                             "schedule": {"interval": "daily"}}})  # fmt: skip
-            ready, largest = 0, 0
-            deadline = time.perf_counter() + 900
-            while time.perf_counter() < deadline and operator.poll() is None:
-                ready, largest = _ready(api, "bench")
-                if ready == reports:
-                    break
-                time.sleep(1)
-            elapsed = time.perf_counter() - began
-            # Steady state: the data does not change; a refresh that finds the same numbers
-            # writes nothing. Count the reports written to while watching.
-            time.sleep(35)  # the refresh in flight when the last report turned Ready ends
-            requests_before = _api_requests(access)
-            before = _versions(api, "bench")
-            time.sleep(STEADY_S)
-            after = _versions(api, "bench")
-            # The operator is the only other client; the two lists above are ours.
-            by_kind = _api_requests(access) - requests_before
-            by_kind["LIST usagereports"] -= 2
-            served = sum(by_kind.values())
-            written = sum(1 for name, version in after.items() if before.get(name) != version)
-            rss = _hwm_mib(operator.pid)
-        finally:
-            operator.send_signal(signal.SIGTERM)
-            operator.wait(timeout=60)
-    per_hour = written / max(reports, 1) * 3600 / STEADY_S
-    requests_per_hour = served / max(reports, 1) * 3600 / STEADY_S
-    return {"reports": reports, "sources": sources, "ready": ready, "seconds": elapsed,
-            "operator_peak_rss_mib": rss, "largest_status_bytes": largest,
-            "steady_writes_per_report_hour": per_hour, "steady_written": written,
-            "steady_requests": served,
-            "steady_requests_by_kind": dict(by_kind.most_common(8)),
-            "steady_requests_per_report_hour": requests_per_hour}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="bench-operator-") as scratch:
+        workdir = Path(scratch)
+        now = int(time.time() * 1000)
+        start = (now - 26 * HOUR_MS) // HOUR_MS * HOUR_MS
+        sim = simulate(Scenario(start_ms=start, hours=26, users=100, replicas=2, seed=4))
+        with (
+            ControlPlane() as access,
+            PrometheusServer(
+                workdir / "prom", openmetrics=sim.write_openmetrics(workdir / "t.om")
+            ) as prom,
+        ):
+            api = client_from_kubeconfig(access.kubeconfig)
+            install_crds(api, ROOT / "crds")
+            objects = client.CustomObjectsApi(api)
+            client.CoreV1Api(api).create_namespace({"metadata": {"name": "bench"}})
+            effective = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start / 1000))
+            objects.create_cluster_custom_object(GROUP, VERSION, "tierpricings", {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "TierPricing",
+                "metadata": {"name": "p"},
+                "spec": {"currency": "USD", "effectiveFrom": effective, "tiers": [
+                    {"name": t, "price": "0.01"} for t in ("free", "premium", "enterprise")]},
+            })  # fmt: skip
+            env = {**os.environ, "KUBECONFIG": str(access.kubeconfig)}
+            args = [sys.executable, "-m", "chargeback", "run", "--prometheus-url", prom.url,
+                    "--token-file", "", "--ca-file", "", "--refresh-seconds", "30",
+                    # The platform team's own namespace: its reports see all usage (no UsageScope).
+                    "--admin-namespaces", "bench",
+                    "--ledger", f"sqlite:///{workdir / 'ledger.db'}",
+                    "--metrics-port", str(free_port()),
+                    "--liveness-port", str(free_port())]  # fmt: skip
+            with (workdir / "operator.log").open("wb") as log:
+                operator = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                time.sleep(3)
+                began = time.perf_counter()
+                for index in range(reports):
+                    selector = f'model!="",user!="x{index % sources}"'
+                    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "UsageReport",
+                            "metadata": {"name": f"r{index:03d}"},
+                            "spec": {"pricingRef": {"name": "p"},
+                                     "source": {"selector": selector},
+                                     "schedule": {"interval": "daily"}}}  # fmt: skip
+                    objects.create_namespaced_custom_object(
+                        GROUP, VERSION, "bench", "usagereports", body
+                    )
+                ready, largest = 0, 0
+                deadline = time.perf_counter() + 900
+                while time.perf_counter() < deadline and operator.poll() is None:
+                    ready, largest = _ready(api, "bench")
+                    if ready == reports:
+                        break
+                    time.sleep(1)
+                elapsed = time.perf_counter() - began
+                # Steady state: the data does not change; a refresh that finds the same numbers
+                # writes nothing. Count the reports written to while watching.
+                time.sleep(35)  # the refresh in flight when the last report turned Ready ends
+                requests_before = _api_requests(access)
+                before = _versions(api, "bench")
+                time.sleep(STEADY_S)
+                after = _versions(api, "bench")
+                # The operator is the only other client; the two lists above are ours.
+                by_kind = _api_requests(access) - requests_before
+                by_kind["LIST usagereports"] -= 2
+                served = sum(by_kind.values())
+                written = sum(1 for name, version in after.items() if before.get(name) != version)
+                rss = _hwm_mib(operator.pid)
+            finally:
+                operator.send_signal(signal.SIGTERM)
+                operator.wait(timeout=60)
+        per_hour = written / max(reports, 1) * 3600 / STEADY_S
+        requests_per_hour = served / max(reports, 1) * 3600 / STEADY_S
+        return {"reports": reports, "sources": sources, "ready": ready, "seconds": elapsed,
+                "operator_peak_rss_mib": rss, "largest_status_bytes": largest,
+                "steady_writes_per_report_hour": per_hour, "steady_written": written,
+                "steady_requests": served,
+                "steady_requests_by_kind": dict(by_kind.most_common(8)),
+                "steady_requests_per_report_hour": requests_per_hour}  # fmt: skip
 
 
 def record(figures: dict[str, Any]) -> None:

@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -184,7 +183,7 @@ class Live:
 
 
 @pytest.fixture(scope="session")
-def live() -> Iterator[Live]:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     now = int(time.time() * 1000)
     start = (now - 50 * HOUR_MS) // HOUR_MS * HOUR_MS
     scenario = Scenario(
@@ -192,7 +191,7 @@ def live() -> Iterator[Live]:
         restarts=((1, start + 20 * HOUR_MS + 60_000),),
     )  # fmt: skip
     sim = simulate(scenario)
-    workdir = Path(tempfile.mkdtemp(prefix="chargeback-live-"))
+    workdir = tmp_path_factory.mktemp("live")
     server = PrometheusServer(workdir / "prom", openmetrics=sim.write_openmetrics(workdir / "l.om"))
     with server:
         yield Live(sim, server, start)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,10 +73,10 @@ class Traffic:
 
 
 @pytest.fixture(scope="session")
-def traffic() -> Iterator[Traffic]:
+def traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traffic]:
     """Three days of 200 users, 3 tiers, 5 models, 2 replicas, with resets and a scrape gap,
     and the GPU serving pods of six models."""
-    workdir = Path(tempfile.mkdtemp(prefix="chargeback-traffic-"))
+    workdir = tmp_path_factory.mktemp("traffic")
     sim = simulate(SCENARIO)
     serving = simulate_serving(SERVING)
     openmetrics = sim.write_openmetrics(workdir / "traffic.om", serving.openmetrics())
@@ -87,9 +86,9 @@ def traffic() -> Iterator[Traffic]:
 
 
 @pytest.fixture(scope="session")
-def traffic3(traffic: Traffic) -> Iterator[Traffic]:
+def traffic3(traffic: Traffic, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traffic]:
     """The same history in Prometheus 3, whose anchored ranges the collector uses."""
-    workdir = Path(tempfile.mkdtemp(prefix="chargeback-traffic3-"))
+    workdir = tmp_path_factory.mktemp("traffic3")
     server = PrometheusServer(
         workdir / "prometheus", openmetrics=traffic.openmetrics, program="prometheus3"
     )

@@ -53,13 +53,17 @@ def backfill(openmetrics: str | Path, tsdb_dir: Path) -> None:
     else:
         source = tsdb_dir.parent / "backfill.om"
         source.write_text(openmetrics)
-    result = subprocess.run(
-        [str(binary("promtool")), "tsdb", "create-blocks-from", "openmetrics",
-         str(source), str(tsdb_dir)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )  # fmt: skip
+    try:
+        result = subprocess.run(
+            [str(binary("promtool")), "tsdb", "create-blocks-from", "openmetrics",
+             str(source), str(tsdb_dir)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )  # fmt: skip
+    finally:
+        if source is not openmetrics:
+            source.unlink(missing_ok=True)  # our copy; the blocks hold the data now
     if result.returncode != 0:
         raise ComponentError(f"promtool backfill failed: {result.stderr[-2000:]}")
 
