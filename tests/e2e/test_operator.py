@@ -360,8 +360,9 @@ def _reconciles(operator: Operator) -> float:
 def test_steady_state_writes_no_status(
     operator: Operator, live: Live, api_client: client.ApiClient, namespace: str
 ) -> None:
-    """Refreshes that find the same numbers write nothing: the object's resourceVersion holds
-    still over five refresh intervals while the operator keeps reconciling."""
+    """Refreshes that find the same numbers write nothing: the object's resourceVersion, and
+    its export ConfigMaps', hold still over five refresh intervals while the operator keeps
+    reconciling (the open period's dataThrough moves on each refresh)."""
     pricing = create_pricing(api_client, live, "steady")
     schedule = {"interval": "daily", "timeZone": local_zone_near_midday()}
     body = report_body("steady", pricing, schedule=schedule)
@@ -371,22 +372,27 @@ def test_steady_state_writes_no_status(
     wait_ready(api_client, namespace, "steady")
     window, refresh = 15.0, 3.0  # the operator fixture refreshes every 3 s
 
+    def versions() -> tuple[str, dict[str, str]]:
+        report = get_report(api_client, namespace, "steady")["metadata"]["resourceVersion"]
+        maps = client.CoreV1Api(api_client).list_namespaced_config_map(
+            namespace, label_selector="chargeback.dev/report=steady"
+        )
+        return report, {m.metadata.name: m.metadata.resource_version for m in maps.items}
+
     def quiet_window() -> tuple[float, float] | None:
-        version = get_report(api_client, namespace, "steady")["metadata"]["resourceVersion"]
+        version = versions()
         before = _reconciles(operator)
         deadline = time.monotonic() + window
         while time.monotonic() < deadline:
             time.sleep(0.5)
-            if (
-                get_report(api_client, namespace, "steady")["metadata"]["resourceVersion"]
-                != version
-            ):
+            if versions() != version:
                 return None
         return before, _reconciles(operator)
 
     # The first refreshes finalise the previous day; after that nothing changes.
     before, after = wait_for(quiet_window, timeout=120, what="five refreshes without a write")
     assert after - before >= window / refresh - 2  # it did refresh, and wrote nothing
+    assert len(versions()[1]) == 2  # the exports of the open and the finalised day are there
 
 
 def test_a_dashboard_that_cannot_be_written_does_not_stop_the_report(

@@ -138,9 +138,12 @@ def reconcile_scope(
     _raise_failure(outcome, operator.settings.refresh_seconds)
 
 
-def forget_report(*, name: str, namespace: str | None, **_: Any) -> None:
+def forget_report(*, name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     """Exports go with their owner (ownerReferences); finalised documents stay in the ledger."""
     report_metrics.forget(namespace or "", name)
+    operator: Operator | None = getattr(memo, "operator", None)
+    if operator is not None:
+        operator.reports.forget(f"{namespace or ''}/{name}")
 
 
 def _post(body: kopf.Body, outcome: Outcome) -> None:

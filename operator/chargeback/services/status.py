@@ -184,3 +184,15 @@ def as_patch(status: UsageReportStatus | Any) -> dict[str, Any]:
     """
     patch: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_unset=True)
     return patch
+
+
+def full_patch(status: UsageReportStatus) -> dict[str, Any]:
+    """Every field of the summary, as the API server will store it.
+
+    Top-level fields that are None stay in the patch (a merge patch removes them: what is gone
+    from the summary goes from the status); None deeper down is left out, as the API server
+    would drop it, so a refresh with the same numbers compares equal to what is stored.
+    """
+    patch: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    dumped = status.model_dump(by_alias=True)
+    return {**{key: None for key, value in dumped.items() if value is None}, **patch}

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from chargeback.adapters.dashboards import DashboardError
-from chargeback.adapters.exports import Owner, write_export
+from chargeback.adapters.exports import Owner
 from chargeback.adapters.prometheus import PrometheusError
 from chargeback.api.base import problems
 from chargeback.api.report import PeriodSummary, UsageReportSpec, UsageReportStatus
@@ -35,12 +35,14 @@ from chargeback.domain.statement import render_statement
 from chargeback.services import budgets, report_metrics
 from chargeback.services.collect import CollectError
 from chargeback.services.dashboards import DashboardProvisioner
+from chargeback.services.exports import ExportWriter
 from chargeback.services.outcome import Event, Failure, Outcome, outcome, unexpected
 from chargeback.services.pricing import PricingReconciler
 from chargeback.services.report import Packed, Rendered, ReportService, pack, unpack
 from chargeback.services.status import (
     as_patch,
     conditions,
+    full_patch,
     gaps_message,
     report_conditions,
     source_reading,
@@ -110,11 +112,17 @@ class UsageReportReconciler:
         self.history_days = history_days
         self.clock = clock
         self.latest: dict[str, Packed] = {}
+        self.exports = ExportWriter(api, reports.collector.settings.bucket_ms)
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._final_totals: dict[tuple[str, int], PeriodSummary] = {}
         self._warned: dict[str, tuple[frozenset[str], str]] = {}
         self._rules = budgets.RulesWriter(api, clock)
+
+    def forget(self, key: str) -> None:
+        """Drop what is held of a deleted report (its exports go with it: ownerReferences)."""
+        self.latest.pop(key, None)
+        self.exports.forget(key)
 
     def current(self, key: str) -> Rendered | None:
         """The open period of report ``namespace/name`` as last rendered."""
@@ -209,8 +217,7 @@ class UsageReportReconciler:
                            reason=Reason.COLLECTION_FAILED, message=str(exc))  # fmt: skip
         events = [Event(False, Reason.FINALIZED, f"finalised the period starting "
                         f"{iso(done.period.start_ms)}") for done in finalized]  # fmt: skip
-        exports = write_export(self.api, owner, iso(rendered.period.start_ms),
-                               rendered.renditions())  # fmt: skip
+        exports = self.exports.open_period(owner, rendered)
         # Kept small: compressed JSON; HTTP renders other formats again (final: stored bytes).
         self.latest[key] = pack(rendered)
         events += self._provision(key, checked, rendered)
@@ -233,7 +240,7 @@ class UsageReportReconciler:
             "source": source_reading(rendered.detected),
         })  # fmt: skip
         report_metrics.publish(owner, document, rendered.collected, self.clock(), found)
-        return outcome(status, _full_patch(result), events=events)
+        return outcome(status, full_patch(result), events=events)
 
     def _render(
         self, key: str, owner: Owner, checked: Checked, now: int
@@ -254,7 +261,7 @@ class UsageReportReconciler:
                                            groups=groups, history_start_ms=history,
                                            scope=scope)  # fmt: skip
                 if done.finalized:
-                    write_export(self.api, owner, iso(previous.start_ms), done.renditions())
+                    self.exports.write(owner, done)
                     finalized.append(done)
             rendered = self.reports.render(key, spec, book, now_ms=now, period=period,
                                            groups=groups, history_start_ms=history,
@@ -370,20 +377,8 @@ def _unauthorized(current: Mapping[str, Any], generation: int, now: int, denied:
         conditions=conditions(current.get("conditions") or [], computed, now, generation),
     )
     events = [Event(True, denied.reason, denied.message)]
-    return outcome(current, _full_patch(status), events=events, failure=Failure.TEMPORARY,
+    return outcome(current, full_patch(status), events=events, failure=Failure.TEMPORARY,
                    message=denied.message)  # fmt: skip
-
-
-def _full_patch(status: UsageReportStatus) -> dict[str, Any]:
-    """Every field of the summary, as the API server will store it.
-
-    Top-level fields that are None stay in the patch (a merge patch removes them: what is gone
-    from the summary goes from the status); None deeper down is left out, as the API server
-    would drop it, so a refresh with the same numbers compares equal to what is stored.
-    """
-    patch: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-    dumped = status.model_dump(by_alias=True)
-    return {**{key: None for key, value in dumped.items() if value is None}, **patch}
 
 
 def _previous(spec: UsageReportSpec, period: Period, now: int) -> Period | None:
