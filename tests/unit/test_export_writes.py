@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -30,8 +31,8 @@ BOOK = PriceBook([PriceVersion(1, 0, SPEC, "d1")])
 OWNER = Owner("team-a", "daily", "uid-1")
 
 
-def rendered(tokens: int, through_ms: int) -> Rendered:
-    rows = [UsageRow(0, "alice", "free", "granite", (), tokens)]
+def rendered(tokens: int, through_ms: int, user: str = "alice") -> Rendered:
+    rows = [UsageRow(0, user, "free", "granite", (), tokens)]
     teams = TeamResolver(Attribution())
     document = build_document(report="team-a/daily", period=PERIOD, usage=rows, book=BOOK,
                               teams=teams, data_through_ms=through_ms)  # fmt: skip
@@ -101,3 +102,24 @@ def test_a_failed_write_a_new_report_and_a_forgotten_one_are_written_again(
     # Another report of the same numbers has exports of its own.
     writer.open_period(Owner(OWNER.namespace, "weekly", "uid-3"), rendered(100, HOUR))
     assert len(writes.documents) == 4
+
+
+def test_only_the_times_of_data_through_are_left_out(writes: Recorder) -> None:
+    """The cost-to-value section's dataThrough moves too; label values are compared whole,
+    even one that reads like the field."""
+    writer = ExportWriter(api=None, bucket_ms=HOUR)
+
+    def valued(minutes: int, user: str = "alice") -> Rendered:
+        shown = rendered(100, 10 * HOUR + minutes * 60_000, user)
+        section = {"available": True, "reason": "", "dataThrough": f"10:{minutes:02d}"}
+        return replace(shown, document=replace(shown.document, cost_to_value=section))
+
+    writer.open_period(OWNER, valued(0))
+    writer.open_period(OWNER, valued(5))
+    assert len(writes.documents) == 1
+    writer.open_period(OWNER, valued(5, user='a", "dataThrough": "1'))
+    writer.open_period(OWNER, valued(5, user='a", "dataThrough": "2'))
+    assert [d["lines"][0]["user"] for d in writes.documents[1:]] == [
+        'a", "dataThrough": "1',
+        'a", "dataThrough": "2',
+    ]
