@@ -15,13 +15,13 @@ from kubernetes import client
 
 from chargeback.app.root import Operator, build_operator
 from chargeback.app.settings import OperatorSettings
-from chargeback.services import report_metrics, usage_report
+from chargeback.services import exports, report_metrics, usage_report
 from tests.e2e.conftest import GROUP, VERSION, Live
 from tests.e2e.test_operator import _iso, create_pricing, report_body
 
 STEPS = [
     # (where, attribute, the step it stands for)
-    (usage_report, "write_export", "writing the export ConfigMaps"),
+    (exports, "write_export", "writing the export ConfigMaps"),
     (usage_report, "summarize", "building the status summary"),
     (report_metrics, "publish", "publishing metrics"),
     (usage_report.Tenancy, "authorize", "authorising against the scopes"),
