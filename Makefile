@@ -60,7 +60,18 @@ IMAGE ?=
 image: ## Build the operator image with podman (IMAGE=... to tag; default: the project's version)
 	bash hack/image.sh $(IMAGE)
 
+REGISTRY ?=
+INSECURE ?=
+BUNDLE_DIR ?= bundle
+
+bundle: venv tools ## Generate the OLM bundle in bundle/ from the chart and crds/, and validate it (IMAGE=...)
+	$(BIN)/python hack/bundle.py --output $(BUNDLE_DIR) --helm "$$(bash hack/tools.sh bin-dir)/helm" $(if $(IMAGE),--image $(IMAGE))
+	"$$(bash hack/tools.sh operator-sdk)" bundle validate $(BUNDLE_DIR) --select-optional suite=operatorframework
+
+release: ## Push the image, the chart (OCI) and the OLM bundle: REGISTRY=host:port/path [INSECURE=1]
+	REGISTRY='$(REGISTRY)' INSECURE='$(INSECURE)' bash hack/release.sh
+
 clean: ## Remove the Python environment and caches (not the tool cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-.PHONY: help venv tools lint format test crds golden fuzz bench demo image clean
+.PHONY: help venv tools lint format test crds golden fuzz bench demo image bundle release clean

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the operator image with podman (or Docker), here and on a workstation alike.
 #
-#   hack/image.sh [image]     build the image (default tag: quay.io/chargeback/chargeback-operator:<version>)
+#   hack/image.sh [image]     build the image (default tag: localhost/chargeback-operator:<version>)
 #   hack/image.sh setup       only write the container settings this machine kind needs
 #
 # The Containerfile's default base is UBI 9 Python 3.11 (OpenShift). Where that base cannot be
@@ -16,7 +16,7 @@ DEFAULT_BASE="registry.access.redhat.com/ubi9/python-311:latest"
 LOCAL_BASE="localhost/chargeback-base:debian12-python3"
 CA_BUNDLE="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-IMAGE="${IMAGE:-quay.io/chargeback/chargeback-operator:$VERSION}"
+IMAGE="${IMAGE:-localhost/chargeback-operator:$VERSION}"
 ENGINE="${ENGINE:-$(command -v podman || command -v docker || true)}"
 
 log() { printf '[image %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
@@ -39,16 +39,18 @@ runtime = "runc"
 EOF
 }
 
-# A Debian 12 root file system with python3, imported as an image: no registry needed.
-local_base() {
+# A Debian 12 root file system with python3, imported as an image: no registry needed. The body
+# runs in a subshell so that its EXIT trap removes the archive when it ends, and only then (a
+# RETURN trap set in a function stays set and fires again when its caller returns, by which time
+# the local variable is gone: `set -u` then fails the build).
+local_base() (
   if "$ENGINE" image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
     log "Local base $LOCAL_BASE present"
     return
   fi
   command -v mmdebstrap >/dev/null || { log "mmdebstrap is missing: apt-get install mmdebstrap"; exit 1; }
-  local tar
   tar=$(mktemp --suffix=.tar)
-  trap 'rm -f "$tar"' RETURN
+  trap 'rm -f "$tar"' EXIT
   log "Building local base $LOCAL_BASE from Debian packages with mmdebstrap (about 1 min)"
   mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,ca-certificates \
     --aptopt='Acquire::Check-Valid-Until "false"' \
@@ -61,7 +63,7 @@ local_base() {
   "$ENGINE" import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD ["/bin/sh"]' "$tar" "$LOCAL_BASE" >/dev/null 2>&1
   log "Imported $LOCAL_BASE"
-}
+)
 
 build() {
   [ -n "$ENGINE" ] || { log "No container engine found: install podman (apt-get install podman buildah runc)"; exit 1; }

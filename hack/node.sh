@@ -38,7 +38,8 @@ packages() {
   systemctl disable --now containerd >/dev/null 2>&1 || true
 }
 
-pause_image() {
+# A subshell, so that the EXIT trap removes the work directory when it ends (see hack/image.sh).
+pause_image() (
   if [ -s "$PAUSE_ARCHIVE" ]; then
     log "Pause image present: $PAUSE_ARCHIVE"
     return
@@ -46,7 +47,7 @@ pause_image() {
   log "Building $PAUSE_IMAGE from hack/pause/pause.c"
   local work ctr
   work=$(mktemp -d)
-  trap 'rm -rf "$work"' RETURN
+  trap 'rm -rf "$work"' EXIT
   gcc -static -Os -Wall -Wextra -Werror -o "$work/pause" hack/pause/pause.c
   ctr=$(buildah from scratch)
   buildah copy "$ctr" "$work/pause" /pause >/dev/null
@@ -57,7 +58,7 @@ pause_image() {
   podman save -q --format docker-archive -o "$work/pause.tar" "$PAUSE_IMAGE"
   mv "$work/pause.tar" "$PAUSE_ARCHIVE"
   log "Saved $PAUSE_ARCHIVE ($(stat -c %s "$PAUSE_ARCHIVE") bytes)"
-}
+)
 
 case "${1:-all}" in
   all) packages; pause_image ;;

@@ -8,6 +8,8 @@
 #     proxy into a versioned cache outside the repository (see docs/development.md).
 #   - Prometheus 3 (as prometheus3), for the collector's anchored mode; Debian's 2.x stays the
 #     default Prometheus of the tests.
+#   - operator-sdk, which validates the OLM bundle; Debian's docker-registry, a real OCI registry
+#     the release tests push to
 #   - the test node's runtime and pause image (hack/node.sh), and kubelet, kube-scheduler and
 #     kube-proxy built with the control plane.
 #
@@ -20,6 +22,7 @@ HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 PROMETHEUS3_VERSION="${PROMETHEUS3_VERSION:-3.16.0}"
 FOCUS_VALIDATOR_VERSION="${FOCUS_VALIDATOR_VERSION:-1.0.0}"
 PERCLI_VERSION="${PERCLI_VERSION:-v0.52.0}"
+OPERATOR_SDK_VERSION="${OPERATOR_SDK_VERSION:-v1.42.2}"
 CACHE_ROOT="${CHARGEBACK_CACHE:-$HOME/.cache/chargeback}"
 BIN_DIR="$CACHE_ROOT/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
 WORK_DIR="$CACHE_ROOT/build"
@@ -34,6 +37,8 @@ apt_install() {
   # Statements are tested in a real browser (and printed to PDF by it).
   command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
   local tool
+  # A real OCI registry for the release tests (`make release` pushes to it).
+  command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
   for tool in podman buildah runc mmdebstrap; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
   done
@@ -52,10 +57,11 @@ apt_install() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
   # The package starts system services we do not use; our fixtures run private instances.
   local service
-  for service in prometheus prometheus-alertmanager; do
+  for service in prometheus prometheus-alertmanager docker-registry; do
     systemctl disable --now "$service" >/dev/null 2>&1 || service "$service" stop >/dev/null 2>&1 || true
   done
   pkill -x prometheus >/dev/null 2>&1 || true
+  pkill -x docker-registry >/dev/null 2>&1 || true
   pkill -f '^/usr/bin/prometheus-alertmanager' >/dev/null 2>&1 || true
 }
 
@@ -194,6 +200,25 @@ build_percli() {
   log "Built percli $PERCLI_VERSION"
 }
 
+build_operator_sdk() {
+  # operator-sdk validates the OLM bundle (`make bundle`, `make release`). Its module has no
+  # replace directives; it is built inside its own module directory with its own go.sum, as the
+  # proxy refuses the version list. The openpgp tag avoids gpgme (cgo) in containers/image.
+  local dir="$CACHE_ROOT/bin/operator-sdk-$OPERATOR_SDK_VERSION" src
+  if [ -x "$dir/operator-sdk" ]; then
+    log "operator-sdk $OPERATOR_SDK_VERSION present"
+    return
+  fi
+  log "Building operator-sdk $OPERATOR_SDK_VERSION (about 3 min on 2 cores)"
+  mkdir -p "$dir" "$WORK_DIR"
+  src=$(cd "$WORK_DIR" && go mod download -json "github.com/operator-framework/operator-sdk@$OPERATOR_SDK_VERSION" |
+    sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+  (cd "$src" && CGO_ENABLED=0 GOTOOLCHAIN=local go build -p 1 -trimpath -tags containers_image_openpgp \
+    -ldflags "-s -w -X github.com/operator-framework/operator-sdk/internal/version.Version=$OPERATOR_SDK_VERSION" \
+    -o "$dir/operator-sdk" ./cmd/operator-sdk)
+  log "Built $("$dir/operator-sdk" version | cut -d, -f1)"
+}
+
 # The Go builds' compile and module caches (about 5 and 3 GB for Kubernetes) serve no purpose once
 # the binaries are in the versioned cache: they are private to these builds and removed after them.
 export GOCACHE="$WORK_DIR/go-build" GOMODCACHE="$WORK_DIR/go-mod"
@@ -216,6 +241,7 @@ main() {
   build_prometheus3
   install_focus_validator
   build_percli
+  build_operator_sdk
   ln -sfn "$BIN_DIR" "$CACHE_ROOT/bin/current"
   clean_go_caches
   log "All tools ready in $BIN_DIR ($((SECONDS - start)) s)"
@@ -223,6 +249,7 @@ main() {
 
 case "${1:-all}" in
   bin-dir) echo "$BIN_DIR" ;;
+  operator-sdk) echo "$CACHE_ROOT/bin/operator-sdk-$OPERATOR_SDK_VERSION/operator-sdk" ;;
   all) main ;;
-  *) echo "usage: $0 [all|bin-dir]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|bin-dir|operator-sdk]" >&2; exit 2 ;;
 esac

@@ -6,11 +6,13 @@ its own PostgreSQL database, and, where it needs specific history, its own Prome
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,9 +26,13 @@ from chargeback.api.common import GROUP, VERSION
 from chargeback.testing.kube import ClusterAccess, ControlPlane, install_crds
 from chargeback.testing.postgres import PostgresServer
 from chargeback.testing.prometheus import PrometheusServer
+from chargeback.testing.registry import RegistryServer
 from chargeback.testing.simulator import HOUR_MS, Scenario, Simulation, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
+VERSION_TAG = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+REPOSITORY = "chargeback"
+"""The path under the registry's host, as in ``make release REGISTRY=host:port/chargeback``."""
 
 
 @pytest.fixture(scope="session")
@@ -195,3 +201,42 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     server = PrometheusServer(workdir / "prom", openmetrics=sim.write_openmetrics(workdir / "l.om"))
     with server:
         yield Live(sim, server, start)
+
+
+@dataclass(frozen=True)
+class Release:
+    """What `make release` pushed to a registry on loopback, and what it printed."""
+
+    registry: RegistryServer
+    output: str
+
+    @property
+    def name(self) -> str:
+        """REGISTRY, as given to `make release`."""
+        return f"{self.registry.host}/{REPOSITORY}"
+
+    @property
+    def image(self) -> str:
+        """The operator image."""
+        return f"{self.name}/chargeback-operator:{VERSION_TAG}"
+
+    @property
+    def chart(self) -> str:
+        """The chart's OCI reference (without the version)."""
+        return f"oci://{self.name}/charts/chargeback-operator"
+
+
+def make_release(registry: str | None, *extra: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`make release REGISTRY=... INSECURE=1` from the repository root, as a user types it."""
+    words = ["make", "release", *([f"REGISTRY={registry}"] if registry is not None else []), *extra]
+    return subprocess.run(words, cwd=ROOT, capture_output=True, text=True, check=False,
+                          timeout=1800, env={**os.environ, **env})  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def release() -> Iterator[Release]:
+    """A real registry (Debian's docker-registry, plain HTTP) holding this version's release."""
+    with RegistryServer() as registry:
+        done = make_release(f"{registry.host}/{REPOSITORY}", "INSECURE=1")
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+        yield Release(registry, done.stdout + done.stderr)

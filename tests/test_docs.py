@@ -40,6 +40,14 @@ from tests.e2e.test_operator import ms
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
 
+BUILD_ROUTE = "tests.e2e.test_release::test_openshift_build_route_renders_the_image_it_builds"
+RELEASE_ROUTE = "::".join(
+    [
+        "tests.node.test_chart_on_node",
+        "test_release_installs_from_the_registry_on_a_node_to_exact_totals",
+    ]
+)
+
 EXERCISED_BY = {
     "make demo": "tests.e2e.test_install::test_make_demo_from_a_fresh_clone",
     "make test": ".ci/run",
@@ -58,6 +66,15 @@ EXERCISED_BY = {
     "chargeback statement": "tests.test_docs::test_finance_commands_as_written",
     "chromium --headless": "tests.test_docs::test_finance_commands_as_written",
     "promtool check rules": "tests.test_docs::test_budget_rule_commands_as_written",
+    # docs/install-openshift.md: route (a) cannot run here (no OpenShift); its image is rendered.
+    "oc new-project": BUILD_ROUTE,
+    "oc new-build": BUILD_ROUTE,
+    "oc start-build": BUILD_ROUTE,
+    "helm install chargeback charts/": BUILD_ROUTE,
+    # Route (b) runs on a real node, from a real registry.
+    "REGISTRY=": RELEASE_ROUTE,
+    "make release": RELEASE_ROUTE,
+    "helm install chargeback oci://": RELEASE_ROUTE,
 }
 
 

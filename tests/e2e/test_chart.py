@@ -272,7 +272,6 @@ def test_service_account_can_do_exactly_what_the_operator_needs(
         "core/configmaps": "create,get,update",
         "core/namespaces": "get",
         "core/events": "create",
-        "events.k8s.io/events": "create",
         "grafana.integreatly.org/grafanadashboards": "create,get",
         "monitoring.coreos.com/prometheusrules": "create,delete,get,update",
         "maas.opendatahub.io/maassubscriptions": "list",

@@ -1,7 +1,8 @@
 """A real node for the test control plane: containerd, kubelet, kube-scheduler, kube-proxy.
 
-Pods run on this machine with Debian's containerd and runc, a CNI bridge and images loaded from
-archives (no registry). Every address lives inside this machine:
+Pods run on this machine with Debian's containerd and runc and a CNI bridge. Images are loaded
+from archives (the pause image), or pulled from registries on loopback that speak plain HTTP
+(containerd's ``hosts.toml`` per registry host). Every address lives inside this machine:
 
 - ``HOST_IP`` (10.254.254.1/32) added to the loopback interface (this kernel has no dummy
   interfaces): the API server and the test's Prometheus listen there; pods reach it through
@@ -24,6 +25,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +59,12 @@ def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 class Node:
     """A control plane for pods and one node, in a temporary directory."""
 
-    def __init__(self, images: list[Path], workdir: Path | None = None) -> None:
-        """``images``: image archives (``podman save``) to load into the node's runtime."""
+    def __init__(
+        self, images: list[Path], workdir: Path | None = None, registries: Sequence[str] = ()
+    ) -> None:
+        """``images``: archives (``podman save``) to load; ``registries``: plain-HTTP hosts."""
         self.images = images
+        self.registries = list(registries)
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="chargeback-node-"))
         self.control_plane = ControlPlane(self.workdir / "control-plane", host=HOST_IP,
                                           for_pods=True)  # fmt: skip
@@ -72,6 +77,11 @@ class Node:
     def socket(self) -> Path:
         """Containerd's socket."""
         return RUN_DIR / "containerd.sock"
+
+    def images_present(self) -> set[str]:
+        """References of the images in the node's runtime (loaded or pulled)."""
+        listed = run("ctr", "--address", str(self.socket), "-n", "k8s.io", "images", "ls", "-q")
+        return set(listed.stdout.split())
 
     def start(self) -> ClusterAccess:
         """Network, control plane, runtime, kubelet, scheduler and proxy; wait for Ready."""
@@ -107,9 +117,13 @@ class Node:
         cni = RUN_DIR / "cni"
         cni.mkdir(exist_ok=True)
         (cni / "10-chargeback.conflist").write_text(json.dumps(CNI_CONFIG, indent=1))
+        hosts = RUN_DIR / "certs.d"
+        for registry in self.registries:
+            (hosts / registry).mkdir(parents=True, exist_ok=True)
+            (hosts / registry / "hosts.toml").write_text(HOSTS_TOML.format(host=registry))
         config = CONTAINERD_CONFIG.format(
             root=self.workdir / "containerd", state=RUN_DIR / "state", socket=self.socket,
-            cni=cni, pause=PAUSE_IMAGE,
+            cni=cni, pause=PAUSE_IMAGE, hosts=hosts,
         )  # fmt: skip
         (RUN_DIR / "containerd.toml").write_text(config)
         proc = self._start("containerd", ["--config", str(RUN_DIR / "containerd.toml")])
@@ -324,6 +338,15 @@ state = "{state}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{cni}"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{hosts}"
+"""
+
+HOSTS_TOML = """# A registry on loopback that speaks plain HTTP.
+server = "http://{host}"
+[host."http://{host}"]
+  capabilities = ["pull", "resolve"]
+  skip_verify = true
 """
 
 KUBELET_CONFIG: dict[str, Any] = {
