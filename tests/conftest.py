@@ -226,6 +226,13 @@ class Release:
         return f"oci://{self.name}/charts/chargeback-operator"
 
 
+def forget_release_images(registry: str) -> None:
+    """Remove the local tags `make release` left for a registry of the tests (disk)."""
+    tags = [f"{registry}/chargeback-operator:{VERSION_TAG}",
+            f"{registry}/chargeback-operator-bundle:v{VERSION_TAG}"]  # fmt: skip
+    subprocess.run(["podman", "rmi", "-f", "-i", *tags], capture_output=True, check=False)
+
+
 def make_release(registry: str | None, *extra: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`make release REGISTRY=... INSECURE=1` from the repository root, as a user types it."""
     words = ["make", "release", *([f"REGISTRY={registry}"] if registry is not None else []), *extra]
@@ -234,9 +241,13 @@ def make_release(registry: str | None, *extra: str, **env: str) -> subprocess.Co
 
 
 @pytest.fixture(scope="session")
-def release() -> Iterator[Release]:
+def release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
     """A real registry (Debian's docker-registry, plain HTTP) holding this version's release."""
-    with RegistryServer() as registry:
-        done = make_release(f"{registry.host}/{REPOSITORY}", "INSECURE=1")
-        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-        yield Release(registry, done.stdout + done.stderr)
+    with RegistryServer(workdir=tmp_path_factory.mktemp("registry")) as registry:
+        name = f"{registry.host}/{REPOSITORY}"
+        try:
+            done = make_release(name, "INSECURE=1")
+            assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+            yield Release(registry, done.stdout + done.stderr)
+        finally:
+            forget_release_images(name)

@@ -28,6 +28,7 @@ class RegistryServer:
 
     def __init__(self, *, htpasswd: bool = False, workdir: Path | None = None) -> None:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="chargeback-registry-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
