@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 
 DEFAULT_BASE="registry.access.redhat.com/ubi9/python-311:latest"
 LOCAL_BASE="localhost/chargeback-base:debian12-python3"
+DEPS_IMAGE="localhost/chargeback-deps:cache"
 CA_BUNDLE="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE="${IMAGE:-localhost/chargeback-operator:$VERSION}"
@@ -82,6 +83,11 @@ build() {
   if [ -f "$CA_BUNDLE" ]; then
     secrets=(--secret "id=build-ca,src=$CA_BUNDLE")
   fi
+  # The dependency stage first, tagged: a later build reuses it from the layer cache as long as
+  # pyproject.toml and the base are unchanged, and the prune below cannot remove it.
+  log "Building the dependency layer $DEPS_IMAGE on $base"
+  "$ENGINE" build -q -f Containerfile --target deps --build-arg "BASE=$base" "${secrets[@]}" \
+    -t "$DEPS_IMAGE" . >/dev/null
   log "Building $IMAGE on $base"
   "$ENGINE" build -f Containerfile --build-arg "BASE=$base" "${secrets[@]}" -t "$IMAGE" .
   log "Built $IMAGE ($("$ENGINE" image inspect --format '{{.Size}}' "$IMAGE") bytes uncompressed)"
@@ -90,10 +96,10 @@ build() {
 
 # Each build leaves its build stage, and the image it replaced, untagged: about 1.5 GB a build
 # that nothing uses again. Only this project's labelled images are removed; the dependency layer
-# (no label) stays cached.
+# stays cached (tagged as DEPS_IMAGE), an earlier untagged one goes.
 prune() {
   local label freed=0 count
-  for label in dev.chargeback.stage=build dev.chargeback.base; do
+  for label in dev.chargeback.stage=build dev.chargeback.stage=deps dev.chargeback.base; do
     count=$("$ENGINE" image prune -f --filter "label=$label" 2>/dev/null | wc -l)
     freed=$((freed + count))
   done

@@ -32,6 +32,9 @@ case "$REGISTRY" in
   *://*) die "REGISTRY=$REGISTRY has a scheme: give host[:port]/path (INSECURE=1 selects plain HTTP)" ;;
 esac
 HOST="${REGISTRY%%/*}"
+if [ "$HOST" != "$REGISTRY" ] && [[ "${REGISTRY#*/}" =~ [^a-z0-9._/-] ]]; then
+  die "REGISTRY=$REGISTRY: the path after the host may hold only lower-case letters, digits, '.', '_', '-' and '/'"
+fi
 
 # The Python environment (the bundle generator), podman, helm and operator-sdk: idempotent.
 log "Checking the tools (make venv tools)"
@@ -52,18 +55,26 @@ else
 fi
 
 # --- Checks before anything is built or pushed -------------------------------------------------
-code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$SCHEME://$HOST/v2/" 2>/dev/null) || true
-case "$code" in
-  200) ;;
-  401)
+reached=0
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$SCHEME://$HOST/v2/" 2>/dev/null) || reached=$?
+case "$reached:$code" in
+  *:200) ;;
+  *:401)
     "$ENGINE" login --get-login "$HOST" >/dev/null 2>&1 ||
       die "registry $HOST asks for credentials and podman has none: podman login $HOST && $HELM registry login $HOST, then run make release again"
     ;;
-  000)
+  35:* | 51:* | 58:* | 60:* | 77:*)
+    die "registry $HOST's TLS certificate is not trusted here (curl error $reached): add its CA to the system's trust store, or INSECURE=1 for a registry you trust without TLS"
+    ;;
+  *:000)
     if [ -z "$INSECURE" ] && curl -s -o /dev/null --max-time 10 "http://$HOST/v2/" 2>/dev/null; then
       die "registry $HOST does not answer HTTPS but answers plain HTTP: add INSECURE=1"
     fi
     die "registry $HOST is unreachable over $SCHEME (connection failed): check REGISTRY=$REGISTRY and that the registry runs"
+    ;;
+  *:400)
+    [ -z "$INSECURE" ] || die "registry $HOST refused plain HTTP (HTTP 400): it speaks HTTPS, leave INSECURE unset"
+    die "registry $HOST answered HTTP 400 on /v2/: it is not an OCI registry, or it is failing"
     ;;
   *) die "registry $HOST answered HTTP $code on /v2/: it is not an OCI registry, or it is failing" ;;
 esac

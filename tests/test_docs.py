@@ -69,6 +69,7 @@ EXERCISED_BY = {
     # docs/install-openshift.md: route (a) cannot run here (no OpenShift); its image is rendered.
     "oc new-project": BUILD_ROUTE,
     "oc new-build": BUILD_ROUTE,
+    "oc patch bc/": BUILD_ROUTE,
     "oc start-build": BUILD_ROUTE,
     "helm install chargeback charts/": BUILD_ROUTE,
     # Route (b) runs on a real node, from a real registry.

@@ -155,6 +155,8 @@ def test_release_without_registry_says_how_to_give_one() -> None:
     assert "REGISTRY is not set: make release REGISTRY=host[:port]/path" in last_error(done)
     with_scheme = make_release("http://localhost:5000/x")
     assert "has a scheme" in last_error(with_scheme)
+    upper = make_release("localhost:5000/MyOrg")
+    assert "the path after the host may hold only lower-case letters" in last_error(upper)
 
 
 def test_release_to_an_unreachable_registry_fails_before_building() -> None:
@@ -206,12 +208,19 @@ def test_release_of_a_version_already_there_is_refused(release: Release) -> None
 def test_release_that_fails_halfway_says_what_was_pushed(release: Release, tmp_path: Path) -> None:
     # The registry cannot take uploads to the chart's repository: a file stands where their
     # directory goes. Look-ups there still answer "not found", the image and the bundle are
-    # stored, and the chart's upload fails (HTTP 500).
-    with RegistryServer(workdir=tmp_path / "half") as half:
-        repositories = half.workdir / "data" / "docker" / "registry" / "v2" / "repositories"
-        chart_repository = repositories / "chargeback" / "charts" / "chargeback-operator"
-        chart_repository.mkdir(parents=True)
-        (chart_repository / "_uploads").write_text("not a directory\n")
+    # stored, and the chart's upload fails (HTTP 500). It starts with the session release's blobs
+    # (hard links) and no tags, so the image's layers need not travel again.
+    half_dir = tmp_path / "half"
+    half_dir.mkdir()
+    subprocess.run(["cp", "-al", str(release.registry.workdir / "data"), str(half_dir)], check=True)
+    repositories = half_dir / "data" / "docker" / "registry" / "v2" / "repositories"
+    for tags in list(repositories.glob("**/_manifests/tags")):
+        shutil.rmtree(tags)
+    uploads = repositories / "chargeback" / "charts" / "chargeback-operator" / "_uploads"
+    shutil.rmtree(uploads, ignore_errors=True)
+    uploads.parent.mkdir(parents=True, exist_ok=True)
+    uploads.write_text("not a directory\n")
+    with RegistryServer(workdir=half_dir) as half:
         try:
             done = make_release(f"{half.host}/chargeback", "INSECURE=1")
         finally:
@@ -395,10 +404,15 @@ def test_openshift_build_route_renders_the_image_it_builds() -> None:
     assert {"--binary", "--strategy=docker"} <= set(build)
     name = build[build.index("--name") + 1]
     assert build[build.index("-n") + 1] == project
+    # OpenShift's docker strategy reads `Dockerfile` unless the BuildConfig names another file.
+    (patch,) = [shlex.split(line) for line in lines if line.startswith("oc patch")]
+    assert patch[2] == f"bc/{name}"
+    strategy = json.loads(patch[patch.index("-p") + 1])["spec"]["strategy"]["dockerStrategy"]
+    assert (ROOT / strategy["dockerfilePath"]).is_file()
+    assert not (ROOT / "Dockerfile").exists()
     (start,) = [shlex.split(line) for line in lines if line.startswith("oc start-build")]
     assert start[2] == name
     assert "--from-dir=." in start
-    assert (ROOT / "Containerfile").is_file()  # what a docker strategy builds from the directory
     # An OpenShift build's output: the internal registry's image stream, tag latest.
     built = f"image-registry.openshift-image-registry.svc:5000/{project}/{name}:latest"
     (install,) = [shlex.split(line) for line in lines if line.startswith("helm install")]

@@ -6,7 +6,6 @@ The receiver records every notification Alertmanager delivers to it.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 import threading
 import urllib.request
@@ -14,10 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from chargeback.testing.process import ManagedProcess, free_port
+from chargeback.testing.process import ManagedProcess, ServedProcess, free_port
 from chargeback.testing.tools import binary
-
-START_TIMEOUT = 30.0
 
 
 class WebhookReceiver:
@@ -66,7 +63,7 @@ def _config(webhook_url: str) -> str:
     )
 
 
-class AlertmanagerServer:
+class AlertmanagerServer(ServedProcess):
     """One Alertmanager process, clustering off, routing everything to ``webhook_url``."""
 
     def __init__(self, webhook_url: str) -> None:
@@ -90,16 +87,3 @@ class AlertmanagerServer:
     def _ready(self) -> bool:
         with urllib.request.urlopen(f"{self.url}/-/ready", timeout=5) as response:  # noqa: S310
             return bool(response.status == 200)
-
-    def __enter__(self) -> AlertmanagerServer:
-        try:
-            self.process.start()
-            self.process.wait_ready(self._ready, START_TIMEOUT)
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.process.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)

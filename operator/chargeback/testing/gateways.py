@@ -148,8 +148,11 @@ def summed(series: list[list[tuple[int, int]]], resets: list[int]) -> list[tuple
     return result
 
 
-def openmetrics(sim: Simulation, gateway: Gateway) -> Iterator[str]:
-    """The gateway's token counters for the simulated traffic, as OpenMetrics text."""
+def openmetrics(sim: Simulation, gateway: Gateway, until_ms: int | None = None) -> Iterator[str]:
+    """The gateway's token counters for the simulated traffic, as OpenMetrics text.
+
+    ``until_ms``: leave out the samples after it (a test that reads the first days only).
+    """
     by_metric: dict[str, list[Exported]] = defaultdict(list)
     for series in exported(sim, gateway):
         by_metric[series.metric].append(series)
@@ -157,6 +160,8 @@ def openmetrics(sim: Simulation, gateway: Gateway) -> Iterator[str]:
         yield f"# TYPE {metric} unknown"
         for series in family:
             for t_ms, value in series.points:
+                if until_ms is not None and t_ms > until_ms:
+                    break
                 yield f"{metric}{{{series.labels}}} {value} {t_ms / 1000:.3f}"
     yield "# EOF"
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Self
 
 LOG_TAIL_LINES = 40
 
@@ -113,3 +115,31 @@ class ManagedProcess:
 
     def _exit_code(self) -> int | None:
         return self._proc.returncode if self._proc else None
+
+
+class ServedProcess:
+    """A server in a work directory of its own, as a context manager.
+
+    On entry it is started and awaited; on exit, also when it never became ready, it is stopped
+    and its directory removed.
+    """
+
+    process: ManagedProcess
+    workdir: Path
+    start_timeout = 30.0
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.process.start()
+            self.process.wait_ready(self._ready, self.start_timeout)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -9,21 +9,19 @@ the case of a registry that refuses a push.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from chargeback.testing.process import ManagedProcess, free_port
+from chargeback.testing.process import ManagedProcess, ServedProcess, free_port
 from chargeback.testing.tools import binary
 
-START_TIMEOUT = 30.0
 # A well-formed bcrypt entry (cost 5) whose password no test knows.
 _LOCKED = "nobody:$2y$05$C6Rj5fh/aeJvjt6OwsEm0u1BmfbrF3nGyRcCpnHkGsxhOjsv8ZLQ6\n"
 
 
-class RegistryServer:
+class RegistryServer(ServedProcess):
     """One registry process with its storage in a temporary directory."""
 
     def __init__(self, *, htpasswd: bool = False, workdir: Path | None = None) -> None:
@@ -66,16 +64,3 @@ class RegistryServer:
             if err.code == 404:
                 return []
             raise
-
-    def __enter__(self) -> RegistryServer:
-        try:
-            self.process.start()
-            self.process.wait_ready(self._ready, START_TIMEOUT)
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.process.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
