@@ -57,19 +57,22 @@ fi
 # --- Checks before anything is built or pushed -------------------------------------------------
 reached=0
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$SCHEME://$HOST/v2/" 2>/dev/null) || reached=$?
+# Nothing answered over HTTPS (refused, or a TLS handshake with a plain-HTTP server: curl 35).
+if [ -z "$INSECURE" ] && [ "$code" = 000 ] &&
+  curl -s -o /dev/null --max-time 10 "http://$HOST/v2/" 2>/dev/null; then
+  die "registry $HOST does not answer HTTPS but answers plain HTTP: add INSECURE=1"
+fi
 case "$reached:$code" in
   *:200) ;;
   *:401)
     "$ENGINE" login --get-login "$HOST" >/dev/null 2>&1 ||
       die "registry $HOST asks for credentials and podman has none: podman login $HOST && $HELM registry login $HOST, then run make release again"
     ;;
-  35:* | 51:* | 58:* | 60:* | 77:*)
+  35:*) die "the TLS handshake with registry $HOST failed (curl error 35): check that it speaks HTTPS on this port" ;;
+  51:* | 58:* | 60:* | 77:*)
     die "registry $HOST's TLS certificate is not trusted here (curl error $reached): add its CA to the system's trust store, or INSECURE=1 for a registry you trust without TLS"
     ;;
   *:000)
-    if [ -z "$INSECURE" ] && curl -s -o /dev/null --max-time 10 "http://$HOST/v2/" 2>/dev/null; then
-      die "registry $HOST does not answer HTTPS but answers plain HTTP: add INSECURE=1"
-    fi
     die "registry $HOST is unreachable over $SCHEME (connection failed): check REGISTRY=$REGISTRY and that the registry runs"
     ;;
   *:400)
