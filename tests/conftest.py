@@ -233,20 +233,23 @@ def forget_release_images(registry: str) -> None:
     subprocess.run(["podman", "rmi", "-f", "-i", *tags], capture_output=True, check=False)
 
 
-def make_release(registry: str | None, *extra: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """`make release REGISTRY=... INSECURE=1` from the repository root, as a user types it."""
+def make_release(
+    registry: str | None, *extra: str, root: Path = ROOT, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`make release REGISTRY=... INSECURE=1` from a repository root, as a user types it."""
     words = ["make", "release", *([f"REGISTRY={registry}"] if registry is not None else []), *extra]
-    return subprocess.run(words, cwd=ROOT, capture_output=True, text=True, check=False,
+    return subprocess.run(words, cwd=root, capture_output=True, text=True, check=False,
                           timeout=1800, env={**os.environ, **env})  # fmt: skip
 
 
 @pytest.fixture(scope="session")
-def release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
-    """A real registry (Debian's docker-registry, plain HTTP) holding this version's release."""
+def release(tmp_path_factory: pytest.TempPathFactory, fresh_clone: Path) -> Iterator[Release]:
+    """A real registry (Debian's docker-registry, plain HTTP) holding this version's release,
+    made by `make release` in a fresh clone, where a user runs it."""
     with RegistryServer(workdir=tmp_path_factory.mktemp("registry")) as registry:
         name = f"{registry.host}/{REPOSITORY}"
         try:
-            done = make_release(name, "INSECURE=1")
+            done = make_release(name, "INSECURE=1", root=fresh_clone)
             assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
             yield Release(registry, done.stdout + done.stderr)
         finally:

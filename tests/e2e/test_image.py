@@ -25,7 +25,7 @@ from packaging.version import Version
 from chargeback.adapters.ledger import Ledger
 from chargeback.testing.kube import ClusterAccess
 from chargeback.testing.process import free_port
-from tests.conftest import ROOT, CleanInstall
+from tests.conftest import ROOT, VERSION_TAG, CleanInstall
 from tests.e2e.conftest import (
     GROUP,
     VERSION,
@@ -38,7 +38,6 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.test_operator import create_pricing, live_totals, report_body
 
-VERSION_TAG = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 IMAGE = f"localhost/chargeback-operator-test:{VERSION_TAG}"
 RESTRICTED = ["--user", "1000680000:0", "--read-only", "--cap-drop=ALL",
               "--security-opt", "no-new-privileges"]  # fmt: skip
