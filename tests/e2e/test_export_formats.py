@@ -98,3 +98,6 @@ def test_a_registered_format_appears_in_the_cli_the_endpoint_and_the_exports(
     refused = CliRunner().invoke(main, [*args, "--format", "nosuchformat"])
     assert refused.exit_code == 2
     assert "'table', 'json', 'csv', 'focus', 'totals'" in refused.output
+    # Refreshes later serve the finalised period from the ledger; how it was read stays shown.
+    again = wait_ready(api_client, namespace, "totals")
+    assert again["status"]["source"] == report["status"]["source"]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 from chargeback.domain.conditions import Cond, Reason, Type, merge, ready, status_changes
+from chargeback.domain.contracts import Contract, Detected
 from chargeback.domain.periods import Period
 from chargeback.domain.reports import Line, ReportDocument
 from chargeback.domain.usage import Gap
-from chargeback.services.status import report_conditions, summarize
+from chargeback.services.status import report_conditions, source_reading, summarize
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"
 
@@ -86,3 +87,14 @@ def test_the_summary_is_the_typed_status_the_crd_accepts() -> None:
     assert dumped["period"] == {"start": "1970-01-01T00:00:00Z", "end": "1970-01-01T01:00:00Z"}
     assert dumped["lastRefreshTime"] == "1970-01-01T02:00:00Z"
     assert (dumped["costToValue"], dumped["forecast"]) == (None, None)
+
+
+def test_a_finalised_period_keeps_the_source_reading_it_was_collected_with() -> None:
+    # A finalised period is served from the ledger, where nothing is detected again: the next
+    # refresh must not remove status.source (CI once read the status between the two).
+    reading = source_reading(Detected(Contract.WORKSHOP, frozenset({"user", "tier"})))
+    assert reading is not None
+    stored = {"source": reading.model_dump(mode="json", by_alias=True)}
+    assert source_reading(None, stored) == reading
+    assert source_reading(None, {}) is None
+    assert source_reading(None, {"source": {"contract": "Nonsense"}}) is None

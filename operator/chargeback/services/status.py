@@ -10,6 +10,8 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from chargeback.api.common import Condition
 from chargeback.api.report import (
     Breakdown,
@@ -171,9 +173,20 @@ def _forecast_summary(forecast: ForecastSection | None) -> ForecastSummary | Non
     })  # fmt: skip
 
 
-def source_reading(found: Detected | None) -> SourceReading | None:
-    """How the counter was read, for the status (None: a finalised period from the ledger)."""
-    return None if found is None else SourceReading(contract=found.contract, message=found.message)
+def source_reading(
+    found: Detected | None, status: Mapping[str, Any] | None = None
+) -> SourceReading | None:
+    """How the counter was read, for the status.
+
+    A finalised period is served from the ledger, with nothing detected: the reading it was
+    collected with (in ``status``) stays.
+    """
+    if found is not None:
+        return SourceReading(contract=found.contract, message=found.message)
+    try:
+        return SourceReading.model_validate((status or {}).get("source"))
+    except ValidationError:
+        return None
 
 
 def as_patch(status: UsageReportStatus | Any) -> dict[str, Any]:

@@ -237,7 +237,7 @@ class UsageReportReconciler:
             "observed_generation": generation,
             "conditions": conditions(previous, current, now, generation),
             "budgets": budgets.statuses(found, document.currency),
-            "source": source_reading(rendered.detected),
+            "source": source_reading(rendered.detected, status),
         })  # fmt: skip
         report_metrics.publish(owner, document, rendered.collected, self.clock(), found)
         return outcome(status, full_patch(result), events=events)
