@@ -10,6 +10,8 @@
 #     default Prometheus of the tests.
 #   - operator-sdk, which validates the OLM bundle; Debian's docker-registry, a real OCI registry
 #     the release tests push to
+#   - Thanos (sidecar and querier), the query path of OpenShift, in front of two Prometheus
+#     replicas in the tests
 #   - the test node's runtime and pause image (hack/node.sh), and kubelet, kube-scheduler and
 #     kube-proxy built with the control plane.
 #
@@ -23,6 +25,7 @@ PROMETHEUS3_VERSION="${PROMETHEUS3_VERSION:-3.16.0}"
 FOCUS_VALIDATOR_VERSION="${FOCUS_VALIDATOR_VERSION:-1.0.0}"
 PERCLI_VERSION="${PERCLI_VERSION:-v0.52.0}"
 OPERATOR_SDK_VERSION="${OPERATOR_SDK_VERSION:-v1.42.2}"
+THANOS_VERSION="${THANOS_VERSION:-v0.42.4}"
 CACHE_ROOT="${CHARGEBACK_CACHE:-$HOME/.cache/chargeback}"
 BIN_DIR="$CACHE_ROOT/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
 WORK_DIR="$CACHE_ROOT/build"
@@ -219,6 +222,26 @@ build_operator_sdk() {
   log "Built $("$dir/operator-sdk" version | cut -d, -f1)"
 }
 
+build_thanos() {
+  # The querier OpenShift puts in front of its Prometheus replicas. Its go.mod has replace
+  # directives, so `go install` cannot build it: it is built inside its own module directory.
+  # v0.42.5 needs a newer Go than these machines have.
+  local dir="$CACHE_ROOT/bin/thanos-$THANOS_VERSION" src
+  if [ -x "$dir/thanos" ]; then
+    log "thanos $THANOS_VERSION present"
+    return
+  fi
+  log "Building thanos $THANOS_VERSION (about 3 min on 2 cores)"
+  mkdir -p "$dir" "$WORK_DIR"
+  src=$(cd "$WORK_DIR" && go mod download -json "github.com/thanos-io/thanos@$THANOS_VERSION" |
+    sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+  (cd "$src" && CGO_ENABLED=0 GOTOOLCHAIN=local go build -p 1 -trimpath -tags netgo,slicelabels \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=${THANOS_VERSION#v}" \
+    -o "$dir/thanos.new" ./cmd/thanos)
+  mv "$dir/thanos.new" "$dir/thanos"
+  log "Built $("$dir/thanos" --version 2>&1 | head -1)"
+}
+
 # The Go builds' compile and module caches (about 5 and 3 GB for Kubernetes) serve no purpose once
 # the binaries are in the versioned cache: they are private to these builds and removed after them.
 export GOCACHE="$WORK_DIR/go-build" GOMODCACHE="$WORK_DIR/go-mod"
@@ -242,6 +265,7 @@ main() {
   install_focus_validator
   build_percli
   build_operator_sdk
+  build_thanos
   ln -sfn "$BIN_DIR" "$CACHE_ROOT/bin/current"
   clean_go_caches
   log "All tools ready in $BIN_DIR ($((SECONDS - start)) s)"
@@ -250,6 +274,7 @@ main() {
 case "${1:-all}" in
   bin-dir) echo "$BIN_DIR" ;;
   operator-sdk) echo "$CACHE_ROOT/bin/operator-sdk-$OPERATOR_SDK_VERSION/operator-sdk" ;;
+  thanos) echo "$CACHE_ROOT/bin/thanos-$THANOS_VERSION/thanos" ;;
   all) main ;;
-  *) echo "usage: $0 [all|bin-dir|operator-sdk]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|bin-dir|operator-sdk|thanos]" >&2; exit 2 ;;
 esac

@@ -24,6 +24,7 @@ from chargeback.testing.serving import (
     simulate_serving,
 )
 from chargeback.testing.simulator import HOUR_MS, Scenario, Simulation, simulate
+from chargeback.testing.thanos import ThanosQuerier
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 HOURS = 72
@@ -130,7 +131,7 @@ def differences(
 
 
 def day_two_report(
-    prometheus: PrometheusServer,
+    prometheus: PrometheusServer | ThanosQuerier,
     tmp_path: Path,
     pricing: dict[str, Any],
     source: dict[str, Any] | None = None,

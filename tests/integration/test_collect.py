@@ -68,6 +68,24 @@ def test_prometheus_3_is_collected_with_anchored_ranges(
     assert traffic3.client().anchored_ranges() is True
 
 
+def test_range_edges_are_measured_never_read_from_the_version(
+    traffic: Traffic, traffic3: Traffic
+) -> None:
+    # Debian's 2.42 includes a range's left edge, 3.16 does not; the probe needs no data.
+    two, three = traffic.client(), traffic3.client()
+    assert (two.closed_ranges(), three.closed_ranges()) == (True, False)
+    assert two.semantics().endswith("range edges closed, no anchored ranges (probed)")
+    assert three.semantics().endswith("range edges left-open, anchored ranges (probed)")
+    # Probed once per build: the same build keeps the answer, a changed one is probed again.
+    build = three.check_build()
+    assert build.startswith("3.")
+    assert three.semantics().startswith(f"build {build}:")
+    two.check_build()
+    three._build, three._closed_ranges = "2.42.0", True  # what an older build had measured
+    assert three.check_build() == build
+    assert three.closed_ranges() is False
+
+
 @pytest.mark.parametrize("hours", [1, 2])
 def test_the_open_bucket_computed_live_equals_ground_truth(
     any_traffic: Traffic, tmp_path: Path, hours: int

@@ -7,7 +7,7 @@ import re
 import orjson
 import pytest
 
-from chargeback.adapters.prometheus import PrometheusQueryError, _as_int, _by_time
+from chargeback.adapters.prometheus_answers import PrometheusQueryError, as_int, by_time
 
 
 @pytest.mark.parametrize(
@@ -16,19 +16,19 @@ from chargeback.adapters.prometheus import PrometheusQueryError, _as_int, _by_ti
      ("12345678901234567890", 12_345_678_901_234_567_890)],
 )  # fmt: skip
 def test_counter_values_are_whole_numbers_of_tokens(text: str, whole: int) -> None:
-    assert _as_int(text, "q") == whole
+    assert as_int(text, "q") == whole
 
 
 @pytest.mark.parametrize("text", ["1.5", "-3", "-0.5", "NaN", "+Inf", "-Inf"])
 def test_anything_else_is_refused_naming_the_query(text: str) -> None:
     with pytest.raises(PrometheusQueryError, match=re.escape(f"{text!r} from 'q'")):
-        _as_int(text, "q")
+        as_int(text, "q")
 
 
 def test_a_value_that_is_no_number_is_an_unexpected_answer() -> None:
     # The client turns ValueError into "answered ... in an unexpected shape".
     with pytest.raises(ValueError, match="could not convert"):
-        _as_int("x", "q")
+        as_int("x", "q")
 
 
 def test_a_range_answer_is_one_vector_per_evaluation_time() -> None:
@@ -37,12 +37,12 @@ def test_a_range_answer_is_one_vector_per_evaluation_time() -> None:
          "values": [[3600, "5"], [7200, "7"]]},
         {"metric": {"user": "b", "model": "x"}, "values": [[7200.0, "9"]]},
     ]}})  # fmt: skip
-    by_time = _by_time(body, "q", (3_600_000, 10_800_000, 3_600_000))
+    vectors = by_time(body, "q", (3_600_000, 10_800_000, 3_600_000))
     a, b = (("model", "x"), ("user", "a")), (("model", "x"), ("user", "b"))
-    assert by_time == {3_600_000: {a: 5}, 7_200_000: {a: 7, b: 9}, 10_800_000: {}}
+    assert vectors == {3_600_000: {a: 5}, 7_200_000: {a: 7, b: 9}, 10_800_000: {}}
 
 
 def test_an_error_answer_names_the_query() -> None:
     body = orjson.dumps({"status": "error", "error": "bad"})
     with pytest.raises(PrometheusQueryError, match=r"'bad'.*'q'"):
-        _by_time(body, "q", (0, 0, 1))
+        by_time(body, "q", (0, 0, 1))

@@ -10,41 +10,44 @@ from __future__ import annotations
 import functools
 import math
 import re
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
+from chargeback.adapters.prometheus_answers import (
+    PrometheusAuthError,
+    PrometheusError,
+    PrometheusQueryError,
+    PrometheusUnavailable,
+    QueryTooLarge,
+    as_int,
+    by_time,
+    results,
+)
 from chargeback.domain.counters import Sample
 from chargeback.domain.selectors import quote
-from chargeback.domain.series import SeriesKey, series_key_of
+from chargeback.domain.series import SeriesKey
 
+__all__ = [
+    "PrometheusAuthError",
+    "PrometheusClient",
+    "PrometheusError",
+    "PrometheusQueryError",
+    "PrometheusSettings",
+    "PrometheusUnavailable",
+    "QueryTooLarge",
+]
 
-class PrometheusError(RuntimeError):
-    """Base of every Prometheus failure; the message names the cause."""
-
-
-class PrometheusUnavailable(PrometheusError):
-    """Prometheus could not be reached (connection refused, timeout, TLS failure)."""
-
-
-class PrometheusAuthError(PrometheusError):
-    """Prometheus rejected our credentials (HTTP 401/403)."""
-
-
-class PrometheusQueryError(PrometheusError):
-    """Prometheus rejected a query (HTTP 400/422)."""
-
-
-class QueryTooLarge(PrometheusError):
-    """A query exceeded Prometheus' sample or time limits; split it and try again."""
+RANGE_EDGE_PROBE = "count_over_time(vector(1)[60s:60s])"
+"""2 where range selectors include their left edge (Prometheus 2.x), 1 where not (3.x, Thanos)."""
 
 
 @dataclass(frozen=True)
@@ -57,51 +60,6 @@ class PrometheusSettings:
     verify_tls: bool = True
     timeout_s: float = 60.0
     retries: int = 2
-
-
-def _result(body: bytes, promql: str) -> list[tuple[SeriesKey, Any]]:
-    """Decode a query response into (series key, value or values) pairs.
-
-    orjson decodes 100k-series responses an order of magnitude faster than the standard library;
-    label dicts are turned into compact tuple keys at once and dropped.
-    """
-    decoded = orjson.loads(body)
-    if decoded.get("status") != "success":
-        raise PrometheusQueryError(f"Prometheus answered {decoded.get('error')!r} to {promql!r}")
-    return [
-        (series_key_of(item["metric"]), item["value"] if "value" in item else item["values"])
-        for item in decoded["data"]["result"]
-    ]
-
-
-def _as_int(text: str, query: str) -> int:
-    try:
-        # Prometheus writes whole numbers without fraction or exponent: parsed directly.
-        whole = int(text)
-    except ValueError:
-        value = float(text)
-        whole = int(value) if math.isfinite(value) and value == int(value) else -1
-    if whole < 0:
-        raise PrometheusQueryError(
-            f"counter value {text!r} from {query!r} is not a non-negative whole number of tokens"
-        )
-    return whole
-
-
-def _by_time(
-    body: bytes, promql: str, span: tuple[int, int, int]
-) -> dict[int, dict[SeriesKey, int]]:
-    """A range query's answer as one vector per evaluation time of ``span`` (every one present)."""
-    start_ms, end_ms, step_ms = span
-    by_time: dict[int, dict[SeriesKey, int]] = {t: {} for t in range(start_ms, end_ms + 1, step_ms)}
-    ms: dict[float, int] = {}
-    for key, values in _result(body, promql):
-        for t, v in values:
-            at = ms.get(t)
-            if at is None:
-                at = ms[t] = round(float(t) * 1000)
-            by_time[at][key] = _as_int(v, promql)
-    return by_time
 
 
 class PrometheusClient:
@@ -134,6 +92,7 @@ class PrometheusClient:
         )
         self._closed_ranges: bool | None = None
         self._anchored: bool | None = None
+        self._build: str | None = None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="prometheus")
 
     def close(self) -> None:
@@ -237,7 +196,7 @@ class PrometheusClient:
 
         def decoded() -> dict[SeriesKey, int]:
             body = self._query_body(promql, at_ms, lookback_ms)
-            return {key: _as_int(value[1], promql) for key, value in _result(body, promql)}
+            return {key: as_int(value[1], promql) for key, value in results(body, promql)}
 
         result: dict[SeriesKey, int] = self._call(promql, decoded)
         return result
@@ -265,8 +224,8 @@ class PrometheusClient:
         def decoded() -> dict[SeriesKey, tuple[Sample, ...]]:
             body = self._query_body(promql, at_ms)
             return {
-                key: tuple(Sample(round(float(t) * 1000), _as_int(v, promql)) for t, v in values)
-                for key, values in _result(body, promql)
+                key: tuple(Sample(round(float(t) * 1000), as_int(v, promql)) for t, v in values)
+                for key, values in results(body, promql)
             }
 
         samples: dict[SeriesKey, tuple[Sample, ...]] = self._call(promql, decoded)
@@ -294,7 +253,7 @@ class PrometheusClient:
         def decoded() -> dict[SeriesKey, dict[int, float]]:
             matrix: dict[SeriesKey, dict[int, float]] = {}
             body = self._range_body(promql, start_ms, end_ms, step_ms, None)
-            for key, values in _result(body, promql):
+            for key, values in results(body, promql):
                 points = {round(float(t) * 1000): float(v) for t, v in values}
                 if not all(math.isfinite(v) for v in points.values()):
                     raise PrometheusQueryError(f"non-finite values from {promql!r}")
@@ -319,7 +278,7 @@ class PrometheusClient:
         """
         span = (start_ms, end_ms, step_ms)
         body = self._call(promql, self._range_body, promql, *span, lookback_ms)
-        result: dict[int, dict[SeriesKey, int]] = self._call(promql, _by_time, body, promql, span)
+        result: dict[int, dict[SeriesKey, int]] = self._call(promql, by_time, body, promql, span)
         return result
 
     def vectors_over_later(
@@ -347,7 +306,7 @@ class PrometheusClient:
         self, body: Future[bytes], promql: str, span: tuple[int, int, int]
     ) -> dict[int, dict[SeriesKey, int]]:
         result: dict[int, dict[SeriesKey, int]] = self._call(
-            promql, _by_time, body.result(), promql, span
+            promql, by_time, body.result(), promql, span
         )
         return result
 
@@ -369,11 +328,22 @@ class PrometheusClient:
         return set(names_found) & set(names)
 
     def closed_ranges(self) -> bool:
-        """Whether range selectors include their left edge (Prometheus 2.x) or not (3.x)."""
+        """Whether range selectors include their left edge (Prometheus 2.x) or not (3.x).
+
+        Measured, never read from a version string: queriers (Thanos, Mimir, VictoriaMetrics)
+        report versions that say nothing of their engine. ``vector(1)`` needs no data; a 60 s
+        subquery at a multiple of 60 s holds its two edge steps when the range is closed, one
+        when it is left-open.
+        """
         if self._closed_ranges is None:
-            version = self._call("buildinfo", self._buildinfo_version)
-            major = re.match(r"(\d+)", version)
-            self._closed_ranges = bool(major and int(major.group(1)) < 3)
+            at_ms = int(time.time() // 60) * 60_000
+            count = self.scalar_count(RANGE_EDGE_PROBE, at_ms)
+            if count not in (1, 2):
+                raise PrometheusQueryError(
+                    f"cannot tell the range semantics of {self.settings.url}: "
+                    f"{RANGE_EDGE_PROBE} gave {count} (expected 1 or 2)"
+                )
+            self._closed_ranges = count == 2
         return self._closed_ranges
 
     def anchored_ranges(self) -> bool:
@@ -391,9 +361,34 @@ class PrometheusClient:
                 self._anchored = False
         return self._anchored
 
+    def check_build(self) -> str:
+        """The server's build; its semantics are probed again when it changed (an upgrade).
+
+        A querier that does not serve build info (a tenancy proxy) is ``unknown``: its
+        semantics are still probed, once.
+        """
+        version: str = self._call("buildinfo", self._buildinfo_version)
+        if version != self._build:
+            self._build, self._closed_ranges, self._anchored = version, None, None
+        return version
+
+    def semantics(self) -> str:
+        """What was measured, for the source condition."""
+        if self._build is None:
+            self.check_build()
+        edges = "closed" if self.closed_ranges() else "left-open"
+        anchored = "anchored ranges" if self.anchored_ranges() else "no anchored ranges"
+        return f"build {self._build}: range edges {edges}, {anchored} (probed)"
+
     def ping(self) -> None:
         """Raise a PrometheusError unless Prometheus answers now."""
-        self._call("buildinfo", self._buildinfo_version)
+        self.vector("vector(1)", int(time.time() * 1000))
 
     def _buildinfo_version(self) -> str:
-        return str(self._request("GET", "/api/v1/status/buildinfo").json()["data"]["version"])
+        try:
+            response = self._request("GET", "/api/v1/status/buildinfo")
+        except PrometheusApiClientException as exc:
+            if "HTTP Status Code 404" in str(exc):
+                return "unknown"
+            raise
+        return str(response.json()["data"]["version"])

@@ -39,8 +39,18 @@ def present(range_selector: str) -> str:
 
 
 def resets(range_selector: str) -> str:
-    """The series with a counter reset in the range."""
-    return f"resets({range_selector}) > 0"
+    """The series with a counter reset in the range (more may be flagged, never fewer).
+
+    ``resets()`` alone is not enough: a Thanos Querier applies counter resets to the samples
+    before the function sees them, so its ``resets()`` is 0 for every series
+    (thanos-io/thanos#3644). ``increase()`` and ``delta()`` of a range agree unless a reset
+    is added back (or the extrapolation of a young counter stops at zero, which only flags
+    more); ``delta()`` reads the raw samples everywhere.
+    """
+    return (
+        f"resets({range_selector}) > 0 or "
+        f"(increase({range_selector}) != bool delta({range_selector})) == 1"
+    )
 
 
 def unless(left: str, right: str) -> str:

@@ -123,6 +123,8 @@ class Collector:
         ledger's history of the source begins.
         """
         bucket = self.settings.bucket_ms
+        # An upgraded Prometheus (or querier) may change its range semantics: probe them again.
+        self.prometheus.check_build()
         matchers = source_matchers(source)
         record = self.ledger.source(source.source_id())
         if record is None:

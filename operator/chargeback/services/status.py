@@ -52,8 +52,8 @@ def gaps_message(document: ReportDocument) -> str:
     return "; ".join(f"{iso(g.start_ms)} - {iso(g.end_ms)}: {g.reason}" for g in document.gaps)
 
 
-def report_conditions(document: ReportDocument) -> list[Cond]:
-    """What a rendered document says about itself, Ready first."""
+def report_conditions(document: ReportDocument, source: str = "") -> list[Cond]:
+    """What a rendered document says about itself, Ready first (``source``: how it was read)."""
     data = (
         Cond(Type.DATA_COMPLETE, True, Reason.NO_GAPS)
         if not document.gaps
@@ -68,7 +68,7 @@ def report_conditions(document: ReportDocument) -> list[Cond]:
                   "pricing, or usage before its first version)")
     )  # fmt: skip
     others = [
-        Cond(Type.SOURCE_AVAILABLE, True, Reason.COLLECTED),
+        Cond(Type.SOURCE_AVAILABLE, True, Reason.COLLECTED, source),
         data,
         priced,
         _insight(Type.COST_TO_VALUE, document.cost_to_value),

@@ -222,7 +222,11 @@ class UsageReportReconciler:
         self.latest[key] = pack(rendered)
         events += self._provision(key, checked, rendered)
         document = rendered.document
-        current = [*report_conditions(document), _authorized(grant)]
+        try:
+            semantics = self.reports.collector.prometheus.semantics()
+        except PrometheusError:  # gone since the render: the next refresh says so
+            semantics = ""
+        current = [*report_conditions(document, semantics), _authorized(grant)]
         if document.gaps:
             events.append(Event(True, Reason.GAPS_RECORDED, gaps_message(document)))
         summary = summarize(document, top_users=checked.spec.top_users, exports=exports,

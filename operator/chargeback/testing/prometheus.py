@@ -23,7 +23,14 @@ def _config(
     token_file: Path | None = None,
     rule_files: list[Path] | None = None,
     alertmanager: str | None = None,
+    external_labels: dict[str, str] | None = None,
 ) -> str:
+    if external_labels:
+        # As an HA pair is told apart (a Thanos sidecar refuses a Prometheus without them).
+        labels = "".join(f"    {k}: {json.dumps(v)}\n" for k, v in external_labels.items())
+        return _config(targets, token_file, rule_files, alertmanager).replace(
+            "global:\n", f"global:\n  external_labels:\n{labels}", 1
+        )
     if not targets:
         return _CONFIG
     listed = ", ".join(f'"{t}"' for t in targets)
@@ -84,13 +91,15 @@ class PrometheusServer:
         alertmanager: str | None = None,
         extra_args: Sequence[str] = (),
         host: str = "127.0.0.1",
+        external_labels: dict[str, str] | None = None,
     ) -> None:
         """``program``: "prometheus" (Debian's 2.x) or "prometheus3" (built by make tools).
 
         ``scrape_token``: the bearer token to scrape ``scrape_targets`` with;
         ``rule_files``: rules to evaluate every second; ``alertmanager``: its URL, for alerts;
         ``extra_args``: more command-line flags (limits, for instance); ``host``: the address
-        to listen on (the test node's pods reach the host on its own address).
+        to listen on (the test node's pods reach the host on its own address);
+        ``external_labels``: the labels of this replica (``prometheus_replica: a``).
         """
         self._owns_dir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="chargeback-prom-"))
@@ -106,7 +115,7 @@ class PrometheusServer:
             token_file = self.workdir / "scrape-token"
             token_file.write_text(scrape_token)
         (self.workdir / "prometheus.yml").write_text(
-            _config(scrape_targets or [], token_file, rule_files, alertmanager)
+            _config(scrape_targets or [], token_file, rule_files, alertmanager, external_labels)
         )
         self.process = ManagedProcess(
             "prometheus",

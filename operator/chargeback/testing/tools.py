@@ -53,9 +53,22 @@ def focus_validator() -> Path:
 PERCLI_VERSION = "v0.52.0"
 
 
-def percli() -> Path:
-    """Perses' CLI (its linter validates dashboards), built by `make tools`."""
-    path = CACHE_ROOT / "bin" / f"percli-{PERCLI_VERSION}" / "percli"
+def _versioned(name: str, version: str) -> Path:
+    """A tool `make tools` built into a directory of its version."""
+    path = CACHE_ROOT / "bin" / f"{name}-{version}" / name
     if not path.is_file():
         raise ComponentError(f"{path} not found; run `make tools`")
     return path
+
+
+def percli() -> Path:
+    """Perses' CLI (its linter validates dashboards), built by `make tools`."""
+    return _versioned("percli", PERCLI_VERSION)
+
+
+THANOS_VERSION = "v0.42.4"
+
+
+def thanos() -> Path:
+    """Thanos (sidecar and querier), built by `make tools`."""
+    return _versioned("thanos", THANOS_VERSION)
