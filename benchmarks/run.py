@@ -10,7 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks import catchup_bench, image_bench, operator_bench, report_bench, results
+from benchmarks import (
+    catchup_bench,
+    flags_bench,
+    image_bench,
+    operator_bench,
+    report_bench,
+    results,
+)
 from benchmarks.collect_bench import run_accuracy, run_scale
 from benchmarks.forecast_bench import backtest, section
 from benchmarks.operator_bench import run_operator_scale, status_at
@@ -50,6 +57,8 @@ def main() -> None:
     scale3 = run_scale(series, program="prometheus3")
     catchup = catchup_bench.run(series)
     catchup_bench.record(catchup)
+    flags = flags_bench.run(series)
+    flags_bench.record(flags)
     operator = run_operator_scale()
     status_bytes = len(json.dumps(status_at(10_000)).encode())
     backtested = backtest()
@@ -106,6 +115,8 @@ against one. Targets (scale issue): 2.5x the naive query on 3.16, peak RSS <= 30
 earlier 1.5x was withdrawn (see "Known limits" in docs/development.md).
 
 {catchup_bench.section(catchup)}
+
+{flags_bench.section(flags)}
 
 ## Accuracy on simulated traffic
 

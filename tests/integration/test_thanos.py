@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from chargeback.adapters.ledger import Ledger
-from chargeback.adapters.prometheus import PrometheusClient, PrometheusSettings
+from chargeback.adapters.prometheus import PartialResponse, PrometheusClient, PrometheusSettings
 from chargeback.api.source import SourceSpec
 from chargeback.services.collect import Collector
 from chargeback.testing import pki
@@ -131,3 +131,26 @@ def test_two_days_with_a_replica_outage_are_exact_through_the_querier(
     tiers = [{"name": t, "price": p} for t, p in PRICES.items()]
     document = day_two_report(ha.querier, tmp_path, {"currency": "USD", "tiers": tiers})
     assert lines(document, "user", "tier", "model") == _per_line(truth, 1)
+
+
+def test_a_store_that_does_not_answer_stops_the_collection_and_is_named(
+    ha: HA, tmp_path: Path
+) -> None:
+    # Thanos answers with the replicas it reached and a warning: never taken as all the data.
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    collector = Collector(PrometheusClient(PrometheusSettings(ha.querier.url)), ledger)
+    down = ha.querier.replicas[1]
+    down.sidecar.stop()
+    try:
+        with pytest.raises(
+            PartialResponse, match=rf"only some of its stores.*127\.0\.0\.1:{down.grpc}"
+        ):
+            collector.collect(SourceSpec(), T0, END)
+        assert [ledger_totals(ledger, s.id) for s in ledger.list_sources()] in ([], [{}])
+    finally:
+        down.sidecar.start()
+        ha.querier.wait_stores()
+    # Back: collected from the start, exact per line.
+    result = collector.collect(SourceSpec(), T0, END)
+    got, truth = ledger_totals(ledger, result.source_id), ha.sim.truth(T0, END)
+    assert [_per_line(got, day) for day in (0, 1)] == [_per_line(truth, day) for day in (0, 1)]

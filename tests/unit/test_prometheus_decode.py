@@ -7,7 +7,13 @@ import re
 import orjson
 import pytest
 
-from chargeback.adapters.prometheus_answers import PrometheusQueryError, as_int, by_time
+from chargeback.adapters.prometheus_answers import (
+    PartialResponse,
+    PrometheusQueryError,
+    as_int,
+    by_time,
+    results,
+)
 
 
 @pytest.mark.parametrize(
@@ -46,3 +52,15 @@ def test_an_error_answer_names_the_query() -> None:
     body = orjson.dumps({"status": "error", "error": "bad"})
     with pytest.raises(PrometheusQueryError, match=r"'bad'.*'q'"):
         by_time(body, "q", (0, 0, 1))
+
+
+def test_a_partial_answer_is_refused_and_promql_notes_are_not() -> None:
+    note = 'PromQL info: metric might not be a counter, name does not end in _total: "m"'
+    body = orjson.dumps({"status": "success", "warnings": [note],
+                         "data": {"resultType": "vector", "result": []}})  # fmt: skip
+    assert results(body, "q") == []
+    store = 'fetch series for {replica="b"} Addr: 10.0.0.7:10901: rpc error: code = Unavailable'
+    partial = orjson.dumps({"status": "success", "warnings": [note, store],
+                            "data": {"resultType": "vector", "result": []}})  # fmt: skip
+    with pytest.raises(PartialResponse, match=r"only some of its stores.*Addr: 10\.0\.0\.7:10901"):
+        results(partial, "q")

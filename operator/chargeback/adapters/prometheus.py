@@ -23,6 +23,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from chargeback.adapters.prometheus_answers import (
+    PartialResponse,
     PrometheusAuthError,
     PrometheusError,
     PrometheusQueryError,
@@ -37,6 +38,7 @@ from chargeback.domain.selectors import quote
 from chargeback.domain.series import SeriesKey
 
 __all__ = [
+    "PartialResponse",
     "PrometheusAuthError",
     "PrometheusClient",
     "PrometheusError",

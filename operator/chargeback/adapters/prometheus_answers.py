@@ -26,6 +26,10 @@ class PrometheusQueryError(PrometheusError):
     """Prometheus rejected a query (HTTP 400/422)."""
 
 
+class PartialResponse(PrometheusUnavailable):
+    """A querier answered from only some of its stores (a Thanos store or replica was down)."""
+
+
 class QueryTooLarge(PrometheusError):
     """A query exceeded Prometheus' sample or time limits; split it and try again."""
 
@@ -39,6 +43,14 @@ def results(body: bytes, promql: str) -> list[tuple[SeriesKey, Any]]:
     decoded = orjson.loads(body)
     if decoded.get("status") != "success":
         raise PrometheusQueryError(f"Prometheus answered {decoded.get('error')!r} to {promql!r}")
+    # PromQL's own notes ("PromQL info: metric might not be a counter") are not about the data;
+    # anything else is a querier saying that a store did not answer: less than all the samples.
+    partial = [w for w in decoded.get("warnings") or [] if not str(w).startswith("PromQL ")]
+    if partial:
+        raise PartialResponse(
+            f"the querier answered from only some of its stores, so nothing was counted (tried "
+            f"again at the next refresh): {str(partial[0])[:300]}"
+        )
     return [
         (series_key_of(item["metric"]), item["value"] if "value" in item else item["values"])
         for item in decoded["data"]["result"]

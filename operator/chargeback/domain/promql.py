@@ -41,16 +41,13 @@ def present(range_selector: str) -> str:
 def resets(range_selector: str) -> str:
     """The series with a counter reset in the range (more may be flagged, never fewer).
 
-    ``resets()`` alone is not enough: a Thanos Querier applies counter resets to the samples
-    before the function sees them, so its ``resets()`` is 0 for every series
-    (thanos-io/thanos#3644). ``increase()`` and ``delta()`` of a range agree unless a reset
-    is added back (or the extrapolation of a young counter stops at zero, which only flags
-    more); ``delta()`` reads the raw samples everywhere.
+    Not ``resets()``: a Thanos Querier applies counter resets to the samples before a counter
+    function sees them, so its ``resets()`` is 0 for every series (thanos-io/thanos#3644).
+    ``increase()`` and ``delta()`` of a range compute the same extrapolated difference, and
+    differ only where ``increase()`` adds a reset back, or where a young counter's extrapolation
+    stops at zero (a raw fetch more, never one less); ``delta()`` reads raw samples everywhere.
     """
-    return (
-        f"resets({range_selector}) > 0 or "
-        f"(increase({range_selector}) != bool delta({range_selector})) == 1"
-    )
+    return f"(increase({range_selector}) != bool delta({range_selector})) == 1"
 
 
 def unless(left: str, right: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -104,6 +105,18 @@ class ThanosQuerier:
     def _ready(self) -> bool:
         healthy = [s for s in self.stores() if not s.get("lastError")]
         return _http_ok(f"{self.url}/-/ready") and len(healthy) == len(self.replicas)
+
+    def wait_stores(self) -> None:
+        """Until the querier answers from every replica (after one was started again)."""
+        self.querier.wait_ready(
+            lambda: self._ready() and "warnings" not in self._answer("up"), START_TIMEOUT
+        )
+
+    def _answer(self, promql: str) -> dict[str, object]:
+        query = urllib.parse.urlencode({"query": f"count({promql})"})
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?{query}", timeout=5) as response:  # noqa: S310
+            body: dict[str, object] = json.load(response)
+        return body
 
     def __enter__(self) -> Self:
         try:
