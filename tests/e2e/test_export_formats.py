@@ -22,7 +22,7 @@ from chargeback.domain import formats
 from chargeback.domain.formats import ExportContext, Format
 from chargeback.domain.money import format_money
 from chargeback.domain.reports import ReportDocument
-from tests.e2e.conftest import GROUP, VERSION, Live, Operator, wait_ready
+from tests.e2e.conftest import GROUP, VERSION, Live, Operator, condition, wait_ready
 from tests.e2e.test_operator import PRICES, _iso, create_pricing, hand_cost, report_body
 
 
@@ -58,6 +58,10 @@ def test_a_registered_format_appears_in_the_cli_the_endpoint_and_the_exports(
     report = wait_ready(api_client, namespace, "totals")
     # No source section: the counter's labels say which contract it speaks (here the workshop's).
     assert report["status"]["source"]["contract"] == "MaaSWorkshop"
+    # How Prometheus was read is measured, and said (Debian's 2.42: closed range edges).
+    assert condition(report, "SourceAvailable")["message"].endswith(
+        ": range edges closed, no anchored ranges (probed)"
+    )
     export = client.CoreV1Api(api_client).read_namespaced_config_map(
         report["status"]["exports"][0], namespace
     )
