@@ -207,3 +207,21 @@ def test_processes_opening_a_new_ledger_at_once_all_succeed(tmp_path: Path) -> N
         for attempt in range(5):
             path = str(tmp_path / f"ledger-{attempt}.db")
             assert pool.map(_open_ledger, [path] * 6) == [len(MIGRATIONS)] * 6
+
+
+def test_a_querier_without_build_info_is_probed_and_collected(
+    traffic: Traffic, tmp_path: Path
+) -> None:
+    # OpenShift's tenancy port (prom-label-proxy) serves queries but no /api/v1/status/*.
+    with PrometheusProxy(traffic.prometheus.url) as proxy:
+        proxy.fault = "tenancy"
+        client = PrometheusClient(PrometheusSettings(proxy.url))
+        assert client.check_build() == "unknown"
+        assert (
+            client.semantics() == "build unknown: range edges closed, no anchored ranges (probed)"
+        )
+        ledger = Ledger(f"sqlite:///{tmp_path / 'tenancy.db'}")
+        result = Collector(client, ledger).collect(SOURCE, T0, T0 + 6 * HOUR_MS)
+    assert result.watermark_ms == T0 + 6 * HOUR_MS
+    want = traffic.sim.truth(T0, T0 + 6 * HOUR_MS)
+    assert differences(ledger_totals(ledger, result.source_id), want) == {}

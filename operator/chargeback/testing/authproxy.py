@@ -2,7 +2,8 @@
 
 With a certificate and a token it plays Thanos Querier (HTTPS, bearer token required). Its
 ``fault`` makes it misbehave on purpose: ``"wrong"`` answers the API in a shape Prometheus never
-uses, ``"hang"`` answers nothing for 30 s.
+uses, ``"hang"`` answers nothing for 30 s, ``"tenancy"`` serves only the query API (as
+prom-label-proxy on OpenShift's tenancy port: no ``/api/v1/status/*``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if proxy.fault == "hang":
             time.sleep(30)
+            return
+        if proxy.fault == "tenancy" and self.path.startswith("/api/v1/status/"):
+            self._reply(404, b"404 page not found")
             return
         if proxy.fault == "wrong" and self.path.startswith("/api/v1/"):
             self._reply(200, WRONG_SHAPE)
