@@ -138,10 +138,14 @@ def test_a_store_that_does_not_answer_stops_the_collection_and_is_named(
 ) -> None:
     # Thanos answers with the replicas it reached and a warning: never taken as all the data.
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    collector = Collector(PrometheusClient(PrometheusSettings(ha.querier.url)), ledger)
+    client = PrometheusClient(PrometheusSettings(ha.querier.url))
+    collector = Collector(client, ledger)
     down = ha.querier.replicas[1]
     down.sidecar.stop()
     try:
+        # Counts too: "no data" from a partial answer would otherwise become a recorded gap.
+        with pytest.raises(PartialResponse):
+            client.scalar_count("count(authorized_hits)", END)
         with pytest.raises(
             PartialResponse, match=rf"only some of its stores.*127\.0\.0\.1:{down.grpc}"
         ):

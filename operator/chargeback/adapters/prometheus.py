@@ -214,8 +214,9 @@ class PrometheusClient:
         """The single value of an aggregation like ``count(...)``, 0 when the result is empty."""
 
         def decoded() -> int:
-            result = self.query(promql, at_ms)
-            return int(float(result[0]["value"][1])) if result else 0
+            # Decoded by us, not the client: a partial answer must raise, not count as "none".
+            found = results(self._query_body(promql, at_ms), promql)
+            return int(float(found[0][1][1])) if found else 0
 
         count: int = self._call(promql, decoded)
         return count
